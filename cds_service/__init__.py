@@ -1,0 +1,57 @@
+"""naltrexone-cds: a CDS Hooks service that reviews naltrexone and opioid orders."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from flask import Flask, Response
+from flask_cors import CORS
+
+from cds_service.pipeline import Clock, Pipeline, utc_now
+from cds_service.resources import default_rules_dir
+from cds_service.services import load_services
+from cds_service.settings import Settings
+
+try:
+    __version__ = version("naltrexone-cds")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+STATE_KEY = "naltrexone_cds"
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> Flask:
+    """The WSGI application. Everything slow (rule files, schemas) is loaded here, once."""
+    from cds_service import api, contract
+
+    settings = settings or Settings.from_env()
+    rules_dir = settings.rules_dir or default_rules_dir()
+    services = load_services(rules_dir)
+    contract.validator("OrderSelectRequest")  # compile the request schemas before the first request
+    contract.validator("OrderSignRequest")
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions[STATE_KEY] = api.ServiceState(
+        settings=settings, pipeline=Pipeline(services=services, clock=clock)
+    )
+    CORS(
+        app,
+        origins=list(settings.cors_origins),
+        methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type"],
+        max_age=600,
+        send_wildcard="*" in settings.cors_origins,
+        vary_header=True,
+    )
+    if "*" not in settings.cors_origins:
+        # The CORS headers depend on the caller's Origin, so shared caches must key on it.
+        app.after_request(_vary_on_origin)
+    api.register(app)
+    return app
+
+
+def _vary_on_origin(response: Response) -> Response:
+    response.vary.add("Origin")
+    return response

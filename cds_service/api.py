@@ -1,0 +1,149 @@
+"""The HTTP layer: parse, hand to the pipeline, answer JSON. Nothing clinical happens here."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from cds_service.errors import CdsError, UnsupportedMediaType, operation_outcome
+from cds_service.logs import log_fields
+from cds_service.pipeline import Pipeline
+from cds_service.settings import Settings
+from cds_service.validate import decode_json
+
+log = logging.getLogger("naltrexone_cds.http")
+
+blueprint = Blueprint("cds", __name__)
+
+_ID_SHAPE = re.compile(r"[A-Za-z0-9._:-]{1,80}")
+
+# werkzeug's HTTP errors, as FHIR issue codes
+_ISSUE_CODES = {
+    400: "invalid",
+    404: "not-found",
+    405: "not-supported",
+    413: "too-costly",
+    415: "not-supported",
+}
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    settings: Settings
+    pipeline: Pipeline
+
+
+def _state() -> ServiceState:
+    from cds_service import STATE_KEY
+
+    state: ServiceState = current_app.extensions[STATE_KEY]
+    return state
+
+
+@blueprint.get("/cds-services", strict_slashes=False)
+def discovery() -> Response:
+    services = _state().pipeline.services.values()
+    return jsonify({"services": [service.discovery_entry() for service in services]})
+
+
+@blueprint.post("/cds-services/<service_id>")
+def call_service(service_id: str) -> Response:
+    pipeline = _state().pipeline
+    service = pipeline.service(service_id)
+    body = _json_body()
+    g.hook_instance = _loggable_id(body.get("hookInstance") if isinstance(body, dict) else None)
+    response = pipeline.run(service, body)
+    g.card_count = len(response["cards"])
+    return jsonify(response)
+
+
+@blueprint.get("/health")
+def health() -> Response:
+    from cds_service import __version__
+
+    return jsonify({"status": "ok", "version": __version__, "services": list(_state().pipeline.services)})
+
+
+def _loggable_id(value: Any) -> str | None:
+    """hookInstance is logged to correlate with the EHR, but only when it looks like the id it should be."""
+    if isinstance(value, str) and _ID_SHAPE.fullmatch(value):
+        return value
+    return None if value is None else "(not an id)"
+
+
+def _json_body() -> Any:
+    if not request.mimetype or not (
+        request.mimetype == "application/json" or request.mimetype.endswith("+json")
+    ):
+        shown = request.mimetype or "none"
+        raise UnsupportedMediaType(f"Content-Type must be application/json, not {shown}")
+    return decode_json(request.get_data(cache=False))
+
+
+def _error_response(status: int, outcome: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    response = jsonify(outcome)
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _on_cds_error(error: CdsError) -> Response:
+    return _error_response(error.status, error.to_operation_outcome())
+
+
+def _on_http_error(error: HTTPException) -> Response:
+    status = error.code or 500
+    message = {
+        404: f"no such endpoint: {request.method} {request.path}",
+        405: f"{request.method} is not allowed on {request.path}",
+        413: f"the body is larger than the limit of {current_app.config['MAX_CONTENT_LENGTH']} bytes",
+    }.get(status, error.description or error.name)
+    headers = {}
+    if status == 405 and error.get_response().headers.get("Allow"):
+        headers["Allow"] = error.get_response().headers["Allow"]
+    outcome = operation_outcome(message, code=_ISSUE_CODES.get(status, "exception"))
+    return _error_response(status, outcome, headers)
+
+
+def _on_unexpected(error: Exception) -> Response:
+    incident = str(uuid.uuid4())
+    log.error("unhandled error", exc_info=error, extra=log_fields(incident=incident))
+    outcome = operation_outcome(f"internal error; reported as incident {incident}", code="exception")
+    return _error_response(500, outcome)
+
+
+def _start_timer() -> None:
+    g.started = time.perf_counter()
+
+
+def _log_request(response: Response) -> Response:
+    started = g.get("started")
+    log.info(
+        "request",
+        extra=log_fields(
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            ms=round((time.perf_counter() - started) * 1000, 2) if started else None,
+            hook_instance=g.get("hook_instance"),
+            cards=g.get("card_count"),
+        ),
+    )
+    return response
+
+
+def register(app: Flask) -> None:
+    app.register_blueprint(blueprint)
+    app.register_error_handler(CdsError, _on_cds_error)
+    app.register_error_handler(HTTPException, _on_http_error)
+    app.register_error_handler(Exception, _on_unexpected)
+    app.before_request(_start_timer)
+    app.after_request(_log_request)

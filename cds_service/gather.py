@@ -1,0 +1,278 @@
+"""Stage 2: collect the patient's data, whatever its origin, and know what could not be obtained.
+
+CDS Hooks gives prefetch values three meanings, kept apart here:
+
+* key **absent**: the EHR did not (or could not) prefetch it -> fetch it from ``fhirServer``; with no
+  ``fhirServer`` a required key makes the request fail with 412;
+* value **null**: the EHR has no such data -> the domain is *empty*, which is a real answer;
+* an **OperationOutcome** (or a fetch that fails): the data exists but could not be read -> the domain
+  is *unavailable*, and the rules must say they could not verify it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from cds_service.errors import BadRequest, PreconditionFailed
+from cds_service.services import DOMAINS, Domain, PrefetchTemplate, ServiceDefinition
+from cds_service.validate import HookRequest
+
+_MAX_PROBLEM_TEXT = 200
+
+
+class Availability(StrEnum):
+    PRESENT = "present"
+    EMPTY = "empty"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """What a fetch of one template produced: a resource (usually a Bundle), or why it failed."""
+
+    resource: Mapping[str, Any] | None = None
+    failure: str | None = None
+
+
+class Fetcher(Protocol):
+    """Gets what prefetch lacks from the EHR's FHIR server (the request names it and its token)."""
+
+    def fetch(
+        self, request: HookRequest, templates: Sequence[PrefetchTemplate]
+    ) -> Mapping[str, FetchResult]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DomainData:
+    availability: Availability
+    problems: tuple[str, ...] = ()
+    """Why the domain is unavailable, in words an integrator can act on."""
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRecord:
+    """The patient's resources by type (deduplicated), and the availability of each data domain."""
+
+    resources: Mapping[str, tuple[Mapping[str, Any], ...]]
+    domains: Mapping[Domain, DomainData]
+    sources: Mapping[str, str] = field(default_factory=dict)
+    """Prefetch key -> where its data came from: ``prefetch``, ``prefetch (null)``, ``fhirServer``..."""
+
+    def of_type(self, resource_type: str) -> tuple[Mapping[str, Any], ...]:
+        return self.resources.get(resource_type, ())
+
+    def availability(self, domain: Domain) -> Availability:
+        return self.domains[domain].availability
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.by_type: dict[str, dict[str, Mapping[str, Any]]] = {}
+        self.anonymous: dict[str, list[Mapping[str, Any]]] = {}
+
+    def add(self, resource: Mapping[str, Any]) -> None:
+        resource_type = resource["resourceType"]
+        resource_id = resource.get("id")
+        if isinstance(resource_id, str):
+            self.by_type.setdefault(resource_type, {}).setdefault(resource_id, resource)
+        else:
+            self.anonymous.setdefault(resource_type, []).append(resource)
+
+    def freeze(self) -> dict[str, tuple[Mapping[str, Any], ...]]:
+        types = set(self.by_type) | set(self.anonymous)
+        return {t: tuple(self.by_type.get(t, {}).values()) + tuple(self.anonymous.get(t, ())) for t in types}
+
+
+def gather(service: ServiceDefinition, request: HookRequest, fetcher: Fetcher | None) -> PatientRecord:
+    collector = _Collector()
+    for resource in _contained_in_drafts(request.draft_resources):
+        collector.add(resource)
+
+    outcome: dict[str, Availability] = {}
+    problems: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    absent: list[PrefetchTemplate] = []
+    declared = {template.key for template in service.prefetch}
+
+    for template in service.prefetch:
+        if template.key not in request.prefetch:
+            absent.append(template)
+            continue
+        value = request.prefetch[template.key]
+        sources[template.key] = "prefetch"
+        _take(template.key, value, f"prefetch.{template.key}", collector, outcome, problems)
+
+    # Data under keys this service did not ask for is still the patient's data: use it.
+    for key, value in request.prefetch.items():
+        if key not in declared and value is not None:
+            _add_resource_or_bundle(value, f"prefetch.{key}", collector)
+
+    if absent:
+        _fill_absent(request, absent, fetcher, collector, outcome, problems, sources)
+
+    domains = _domain_availability(service.prefetch, outcome, problems)
+    return PatientRecord(resources=collector.freeze(), domains=domains, sources=sources)
+
+
+def _fill_absent(
+    request: HookRequest,
+    absent: list[PrefetchTemplate],
+    fetcher: Fetcher | None,
+    collector: _Collector,
+    outcome: dict[str, Availability],
+    problems: dict[str, str],
+    sources: dict[str, str],
+) -> None:
+    if request.fhir_server is None:
+        missing = [t.key for t in absent if t.required]
+        if missing:
+            raise PreconditionFailed(
+                "prefetch is missing "
+                + ", ".join(repr(k) for k in missing)
+                + " and the request has no fhirServer to fetch them from; send them as prefetch"
+                " (templates at GET /cds-services) or send fhirServer",
+                expression="prefetch",
+            )
+        for template in absent:
+            outcome[template.key] = Availability.EMPTY
+            sources[template.key] = "not provided (optional)"
+        return
+    if fetcher is None:
+        for template in absent:
+            outcome[template.key] = Availability.UNAVAILABLE
+            problems[template.key] = (
+                f"'{template.key}' was not prefetched and this deployment does not query fhirServer"
+            )
+            sources[template.key] = "not available"
+        return
+    results = fetcher.fetch(request, absent)
+    for template in absent:
+        result = results.get(template.key, FetchResult(failure="not fetched"))
+        sources[template.key] = "fhirServer"
+        if result.failure is not None or result.resource is None:
+            outcome[template.key] = Availability.UNAVAILABLE
+            problems[template.key] = (
+                f"'{template.key}' could not be read from fhirServer: {result.failure or 'no data'}"
+            )
+        else:
+            _take(template.key, result.resource, f"fhirServer {template.key}", collector, outcome, problems)
+
+
+def _take(
+    key: str,
+    value: Any,
+    where: str,
+    collector: _Collector,
+    outcome: dict[str, Availability],
+    problems: dict[str, str],
+) -> None:
+    if value is None:
+        outcome[key] = Availability.EMPTY
+        return
+    if value.get("resourceType") == "OperationOutcome":
+        outcome[key] = Availability.UNAVAILABLE
+        problems[key] = f"the EHR reported an error for '{key}': {_outcome_text(value)}"
+        return
+    if value.get("resourceType") == "Bundle" and _has_next_page(value):
+        outcome[key] = Availability.UNAVAILABLE
+        problems[key] = f"'{key}' is paged and the further pages were not retrieved"
+    added = _add_resource_or_bundle(value, where, collector)
+    failed = _search_failure(value)
+    if failed:
+        outcome[key] = Availability.UNAVAILABLE
+        problems[key] = f"the search for '{key}' reported an error: {failed}"
+    elif key not in outcome:
+        outcome[key] = Availability.PRESENT if added else Availability.EMPTY
+
+
+def _add_resource_or_bundle(value: Mapping[str, Any], where: str, collector: _Collector) -> int:
+    """Adds a resource, or each resource of a Bundle; returns how many data resources were added."""
+    if value.get("resourceType") != "Bundle":
+        collector.add(value)
+        return 1
+    entries = value.get("entry", [])
+    if not isinstance(entries, list):
+        raise BadRequest(f"{where}.entry must be an array", expression=f"{where}.entry")
+    added = 0
+    for index, entry in enumerate(entries):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if resource is None and isinstance(entry, dict):
+            continue  # an entry without a resource (e.g. a deleted one) carries no data
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            raise BadRequest(
+                f"{where}.entry[{index}].resource must be a FHIR resource with a resourceType",
+                expression=f"{where}.entry[{index}]",
+            )
+        if _is_search_outcome(entry, resource):
+            continue
+        collector.add(resource)
+        added += 1
+    return added
+
+
+def _is_search_outcome(entry: Mapping[str, Any], resource: Mapping[str, Any]) -> bool:
+    search = entry.get("search")
+    return resource["resourceType"] == "OperationOutcome" or (
+        isinstance(search, dict) and search.get("mode") == "outcome"
+    )
+
+
+def _search_failure(bundle: Mapping[str, Any]) -> str | None:
+    """An OperationOutcome entry with an error means the search did not run as asked."""
+    if bundle.get("resourceType") != "Bundle":
+        return None
+    for entry in bundle.get("entry", []):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
+            severities = {i.get("severity") for i in resource.get("issue", []) if isinstance(i, dict)}
+            if severities & {"error", "fatal"}:
+                return _outcome_text(resource)
+    return None
+
+
+def _has_next_page(bundle: Mapping[str, Any]) -> bool:
+    links = bundle.get("link", [])
+    return isinstance(links, list) and any(
+        isinstance(link, dict) and link.get("relation") == "next" and link.get("url") for link in links
+    )
+
+
+def _outcome_text(outcome: Mapping[str, Any]) -> str:
+    texts = []
+    for issue in outcome.get("issue", []) if isinstance(outcome.get("issue"), list) else []:
+        if isinstance(issue, dict):
+            text = issue.get("diagnostics") or (issue.get("details") or {}).get("text") or issue.get("code")
+            if isinstance(text, str):
+                texts.append(text)
+    joined = "; ".join(texts) or "no details given"
+    return joined if len(joined) <= _MAX_PROBLEM_TEXT else joined[: _MAX_PROBLEM_TEXT - 1] + "…"
+
+
+def _contained_in_drafts(drafts: Iterable[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:
+    """Draft orders are not history, but the Medications they carry or sit beside are needed."""
+    for resource in drafts:
+        if resource["resourceType"] == "Medication":
+            yield resource
+
+
+def _domain_availability(
+    templates: Sequence[PrefetchTemplate],
+    outcome: Mapping[str, Availability],
+    problems: Mapping[str, str],
+) -> dict[Domain, DomainData]:
+    domains: dict[Domain, DomainData] = {}
+    for domain in DOMAINS:
+        keys = [t.key for t in templates if t.domain == domain]
+        states = [outcome.get(k, Availability.EMPTY) for k in keys]
+        if Availability.UNAVAILABLE in states:
+            domains[domain] = DomainData(
+                Availability.UNAVAILABLE, tuple(problems[k] for k in keys if k in problems)
+            )
+        elif Availability.PRESENT in states:
+            domains[domain] = DomainData(Availability.PRESENT)
+        else:
+            domains[domain] = DomainData(Availability.EMPTY)
+    return domains

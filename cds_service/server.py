@@ -1,0 +1,77 @@
+"""Serving the app with gunicorn, configured from ``Settings`` rather than a gunicorn config file."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from cds_service import create_app
+from cds_service.logs import log_fields
+from cds_service.settings import Settings
+
+log = logging.getLogger("naltrexone_cds.server")
+
+
+class GunicornServer(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.application: Flask | None = None
+        super().__init__()
+
+    def load_config(self) -> None:
+        s = self.settings
+        options: dict[str, Any] = {
+            "bind": f"[{s.host}]:{s.port}" if ":" in s.host else f"{s.host}:{s.port}",
+            "workers": s.effective_workers,
+            "worker_class": s.worker_class,
+            "threads": s.threads if s.worker_class == "gthread" else 1,
+            # Rules, value sets and schemas are loaded once in the master, then shared by every worker.
+            "preload_app": True,
+            "timeout": 30,
+            "graceful_timeout": 10,
+            "keepalive": 5,
+            "loglevel": s.log_level.lower(),
+            "accesslog": None,  # the app writes its own structured request log
+            "errorlog": "-",
+            "logconfig_dict": logging_config(s.log_level),
+            "proc_name": "naltrexone-cds",
+            # One service per machine is not a given (tests, blue/green): no shared control socket.
+            "control_socket_disable": True,
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        if self.application is None:
+            self.application = create_app(self.settings)
+            log.info(
+                "naltrexone-cds configured",
+                extra=log_fields(
+                    settings=self.settings.describe(),
+                    services=list(self.application.extensions["naltrexone_cds"].pipeline.services),
+                ),
+            )
+        return self.application
+
+
+def logging_config(level: str) -> dict[str, Any]:
+    """gunicorn's own messages in the same JSON lines as the app's."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "cds_service.logs.JsonFormatter"}},
+        "handlers": {"stderr": handler},
+        "root": {"level": level.upper(), "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {"level": level.upper(), "handlers": ["stderr"], "propagate": False},
+            "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
+        },
+    }
+
+
+def serve(settings: Settings) -> None:
+    GunicornServer(settings).run()

@@ -1,0 +1,124 @@
+"""Every setting of the service, in one typed place.
+
+Settings come from environment variables named ``NALTREXONE_CDS_<FIELD NAME IN CAPITALS>`` (the CLI
+flags of ``naltrexone-cds serve`` override them).  Each field declares its help text, which the
+README's configuration table must repeat (``tests/test_docs.py`` checks it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from cds_service.resources import default_rules_dir
+
+ENV_PREFIX = "NALTREXONE_CDS_"
+
+WorkerClass = Literal["sync", "gthread"]
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+def _setting(default: Any, help: str) -> Any:
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use tuples for collection defaults")
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    host: str = _setting("127.0.0.1", "Interface the server listens on (`0.0.0.0` for all).")
+    port: int = _setting(8000, "TCP port the server listens on.")
+    workers: int = _setting(0, "Gunicorn worker processes; 0 means two per CPU core.")
+    worker_class: WorkerClass = _setting(
+        "sync", "Gunicorn worker type: `sync` (one request per process) or `gthread` (keep-alive, threads)."
+    )
+    threads: int = _setting(4, "Threads per worker when `worker_class` is `gthread`.")
+    max_body_bytes: int = _setting(
+        16 * 1024 * 1024, "Largest request body accepted, in bytes; larger bodies get 413."
+    )
+    cors_origins: tuple[str, ...] = _setting(
+        ("*",),
+        "Comma-separated browser origins allowed by CORS (e.g. the CDS Hooks sandbox's); `*` allows any.",
+    )
+    log_level: str = _setting("INFO", "Python logging level of the service (DEBUG, INFO, WARNING, ERROR).")
+    rules_dir: Path | None = _setting(
+        None,
+        "Directory of the rule, value set and service files; default: the copy shipped with the package.",
+    )
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0 < self.port < 65536:
+            problems.append(f"port must be 1-65535, not {self.port}")
+        if self.workers < 0:
+            problems.append(f"workers must be 0 (automatic) or more, not {self.workers}")
+        if self.threads < 1:
+            problems.append(f"threads must be at least 1, not {self.threads}")
+        if self.worker_class not in ("sync", "gthread"):
+            problems.append(f"worker_class must be sync or gthread, not {self.worker_class!r}")
+        if self.max_body_bytes < 1024:
+            problems.append(f"max_body_bytes must be at least 1024, not {self.max_body_bytes}")
+        if not self.cors_origins:
+            problems.append("cors_origins must name at least one origin")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            problems.append(f"log_level {self.log_level!r} is not a logging level")
+        if problems:
+            raise SettingsError("; ".join(problems))
+
+    @property
+    def effective_workers(self) -> int:
+        return self.workers or 2 * (os.cpu_count() or 1)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``NALTREXONE_CDS_*`` variables, then ``overrides`` (e.g. CLI flags)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(env_var(f.name))
+            if raw is not None and raw.strip() != "":
+                values[f.name] = _parse(f.name, f.type, raw.strip())
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as they should appear in start-up logs (nothing secret lives here)."""
+        described = dataclasses.asdict(self)
+        described["workers"] = self.effective_workers
+        described["rules_dir"] = str(self.rules_dir or default_rules_dir())
+        return described
+
+
+def env_var(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def documented_settings() -> list[tuple[str, str, str]]:
+    """(environment variable, default, help) for every setting: the README table's source."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        default = f.default
+        shown = ",".join(default) if isinstance(default, tuple) else ("" if default is None else str(default))
+        rows.append((env_var(f.name), shown, f.metadata["help"]))
+    return rows
+
+
+def _parse(name: str, declared: Any, raw: str) -> Any:
+    kind = str(declared)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind.startswith("tuple"):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if kind.startswith("Path"):
+            return Path(raw)
+    except ValueError:
+        raise SettingsError(f"{env_var(name)}={raw!r} is not a valid {kind}") from None
+    return raw

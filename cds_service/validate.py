@@ -1,0 +1,190 @@
+"""Stage 1: turn a request body into a checked ``HookRequest``, or raise a precise 4xx.
+
+Strict where a mistake would change the advice (types of the fields the rules read, selections that
+name no draft order, a draft order for another patient), tolerant of the harmless shapes real clients
+send (no ``Bundle.type``, ``category`` as one object, ``Patient/<id>`` as ``patientId``, an
+``extension`` anywhere, a non-UUID ``hookInstance``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from jsonschema.exceptions import ValidationError, best_match
+
+from cds_service import contract
+from cds_service.errors import BadRequest, HookMismatch, MalformedJson, SchemaViolation
+from cds_service.services import ServiceDefinition
+
+_REQUEST_SCHEMA = {"order-select": "OrderSelectRequest", "order-sign": "OrderSignRequest"}
+
+
+@dataclass(frozen=True, slots=True)
+class FhirAuthorization:
+    token_type: str
+    access_token: str = field(repr=False)
+    scope: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HookRequest:
+    hook: str
+    hook_instance: str
+    patient_id: str
+    user_id: str
+    encounter_id: str | None
+    fhir_server: str | None
+    fhir_authorization: FhirAuthorization | None = field(repr=False)
+    draft_resources: tuple[Mapping[str, Any], ...]
+    """Every resource in ``context.draftOrders``."""
+    reviewed_orders: tuple[Mapping[str, Any], ...]
+    """The MedicationRequests under review: the selected ones (order-select) or all (order-sign)."""
+    prefetch: Mapping[str, Any] = field(repr=False)
+
+
+def decode_json(raw: bytes) -> Any:
+    """Parse a request body; anything that is not plain JSON text is a ``MalformedJson``."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise MalformedJson(f"the body is not UTF-8 text (byte {exc.start} is invalid)") from None
+    if not text.strip():
+        raise MalformedJson("the body is empty; a CDS Hooks request is a JSON object")
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise MalformedJson(
+            f"the body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except RecursionError:
+        raise MalformedJson("the body is not acceptable JSON: it is nested too deeply") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
+
+
+def parse_hook_request(service: ServiceDefinition, body: Any) -> HookRequest:
+    if not isinstance(body, dict):
+        raise SchemaViolation(f"the body must be a JSON object, not {_json_type(body)}")
+    hook = body.get("hook")
+    if isinstance(hook, str) and hook != service.hook:
+        raise HookMismatch(
+            f"service {service.id!r} answers the {service.hook!r} hook; the request is for {hook!r}",
+            expression="hook",
+        )
+    error = best_match(contract.errors(_REQUEST_SCHEMA[service.hook], body))
+    if error is not None:
+        if not error.absolute_path:
+            raise SchemaViolation(f"the request is not valid: {_describe(error)}")
+        path = contract.json_path(error)
+        raise SchemaViolation(f"{path}: {_describe(error)}", expression=path)
+
+    context = body["context"]
+    patient_id = _bare_patient_id(context["patientId"])
+    draft_entries = context["draftOrders"].get("entry", [])
+    draft_resources = tuple(entry["resource"] for entry in draft_entries)
+    if service.hook == "order-select":
+        selected = _select(draft_entries, context["selections"])
+    else:
+        selected = draft_resources
+    reviewed = tuple(r for r in selected if r["resourceType"] == "MedicationRequest")
+    for index, order in enumerate(reviewed):
+        _check_subject(order, patient_id, index)
+
+    authorization = body.get("fhirAuthorization")
+    return HookRequest(
+        hook=service.hook,
+        hook_instance=body["hookInstance"],
+        patient_id=patient_id,
+        user_id=context["userId"],
+        encounter_id=context.get("encounterId"),
+        fhir_server=body.get("fhirServer"),
+        fhir_authorization=FhirAuthorization(
+            token_type="Bearer", access_token=authorization["access_token"], scope=authorization.get("scope")
+        )
+        if authorization
+        else None,
+        draft_resources=draft_resources,
+        reviewed_orders=reviewed,
+        prefetch=body.get("prefetch") or {},
+    )
+
+
+def _bare_patient_id(value: str) -> str:
+    """``Patient/123`` and ``https://ehr/fhir/Patient/123`` both mean ``123``."""
+    parts = value.rstrip("/").split("/")
+    if len(parts) >= 2 and parts[-2] == "Patient":
+        return parts[-1]
+    return value
+
+
+def _select(entries: list[dict[str, Any]], selections: list[str]) -> tuple[Mapping[str, Any], ...]:
+    """The draft resources named by ``selections`` (``Type/id``; a bare id or a fullUrl also match)."""
+    chosen: list[Mapping[str, Any]] = []
+    for index, selection in enumerate(selections):
+        matches = [entry["resource"] for entry in entries if _names(entry, selection)]
+        if not matches:
+            raise BadRequest(
+                f"context.selections[{index}] {selection!r} names no resource in context.draftOrders",
+                expression=f"context.selections[{index}]",
+            )
+        chosen.extend(m for m in matches if not any(m is c for c in chosen))
+    return tuple(chosen)
+
+
+def _names(entry: Mapping[str, Any], selection: str) -> bool:
+    resource = entry["resource"]
+    resource_id = resource.get("id")
+    if resource_id is not None and selection in (f"{resource['resourceType']}/{resource_id}", resource_id):
+        return True
+    full_url = entry.get("fullUrl")
+    return bool(full_url) and selection == full_url
+
+
+def _check_subject(order: Mapping[str, Any], patient_id: str, index: int) -> None:
+    """A draft order about someone else would have the wrong patient's record reviewed."""
+    reference = (order.get("subject") or {}).get("reference")
+    if not reference:
+        return
+    parts = reference.rstrip("/").split("/")
+    if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] != patient_id:
+        name = order.get("id", f"#{index}")
+        raise BadRequest(
+            f"the draft order {name!r} is for a different patient than context.patientId",
+            expression="context.draftOrders",
+        )
+
+
+def _json_type(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def _describe(error: ValidationError) -> str:
+    """A short message naming what is wrong, without echoing (possibly large or private) values."""
+    kind, expected = error.validator, cast(Any, error.validator_value)
+    if kind == "required":
+        return error.message
+    if kind == "type":
+        return f"must be of JSON type {expected}"
+    if kind == "const":
+        return f"must be {json.dumps(expected)}"
+    if kind == "enum":
+        return "must be one of " + ", ".join(json.dumps(v) for v in expected)
+    if kind == "minLength":
+        return "must not be empty"
+    if kind == "pattern":
+        described = error.schema.get("description") if isinstance(error.schema, dict) else None
+        return "has an invalid value" + (f" (expected: {described})" if described else "")
+    if kind == "minimum":
+        return f"must be at least {expected}"
+    if kind == "dependentRequired":
+        return error.message
+    if kind == "oneOf":
+        return "does not have any of the accepted shapes"
+    return error.message[:200]
