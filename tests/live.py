@@ -62,11 +62,16 @@ class LiveServer:
         return httpx.Client(base_url=self.url, timeout=30.0, **kwargs)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        terminate_group(self.process)
         self._log.close()
+
+
+def terminate_group(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM a process started with ``start_new_session`` and its children; SIGKILL if it lingers."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
