@@ -86,35 +86,59 @@ class _Collector:
         return {t: tuple(self.by_type.get(t, {}).values()) + tuple(self.anonymous.get(t, ())) for t in types}
 
 
+class PrefetchReading:
+    """What the request's own prefetch holds, before anything is fetched.
+
+    The pipeline looks at it first (e.g. to resolve the ordered medication) and calls ``complete``
+    only when the orders need the patient's record.
+    """
+
+    def __init__(self, service: ServiceDefinition, request: HookRequest) -> None:
+        self._service = service
+        self._collector = _Collector()
+        self._outcome: dict[str, Availability] = {}
+        self._problems: dict[str, str] = {}
+        self._sources: dict[str, str] = {}
+        self._absent: list[PrefetchTemplate] = []
+        for resource in _contained_in_drafts(request.draft_resources):
+            self._collector.add(resource)
+        declared = {template.key for template in service.prefetch}
+        for template in service.prefetch:
+            if template.key not in request.prefetch:
+                self._absent.append(template)
+                continue
+            self._sources[template.key] = "prefetch"
+            value = request.prefetch[template.key]
+            _take(
+                template.key,
+                value,
+                f"prefetch.{template.key}",
+                self._collector,
+                self._outcome,
+                self._problems,
+            )
+        # Data under keys this service did not ask for is still the patient's data: use it.
+        for key, value in request.prefetch.items():
+            if key not in declared and value is not None:
+                _add_resource_or_bundle(value, f"prefetch.{key}", self._collector)
+
+    def medications(self) -> dict[str, Mapping[str, Any]]:
+        """Medication resources by id (from prefetch and the draft orders' bundle)."""
+        return dict(self._collector.by_type.get("Medication", {}))
+
+    def complete(self, request: HookRequest, fetcher: Fetcher | None) -> PatientRecord:
+        """The patient record, fetching what prefetch lacks; 412 if required data cannot be had."""
+        if self._absent:
+            _fill_absent(
+                request, self._absent, fetcher, self._collector, self._outcome, self._problems, self._sources
+            )
+            self._absent = []
+        domains = _domain_availability(self._service.prefetch, self._outcome, self._problems)
+        return PatientRecord(resources=self._collector.freeze(), domains=domains, sources=dict(self._sources))
+
+
 def gather(service: ServiceDefinition, request: HookRequest, fetcher: Fetcher | None) -> PatientRecord:
-    collector = _Collector()
-    for resource in _contained_in_drafts(request.draft_resources):
-        collector.add(resource)
-
-    outcome: dict[str, Availability] = {}
-    problems: dict[str, str] = {}
-    sources: dict[str, str] = {}
-    absent: list[PrefetchTemplate] = []
-    declared = {template.key for template in service.prefetch}
-
-    for template in service.prefetch:
-        if template.key not in request.prefetch:
-            absent.append(template)
-            continue
-        value = request.prefetch[template.key]
-        sources[template.key] = "prefetch"
-        _take(template.key, value, f"prefetch.{template.key}", collector, outcome, problems)
-
-    # Data under keys this service did not ask for is still the patient's data: use it.
-    for key, value in request.prefetch.items():
-        if key not in declared and value is not None:
-            _add_resource_or_bundle(value, f"prefetch.{key}", collector)
-
-    if absent:
-        _fill_absent(request, absent, fetcher, collector, outcome, problems, sources)
-
-    domains = _domain_availability(service.prefetch, outcome, problems)
-    return PatientRecord(resources=collector.freeze(), domains=domains, sources=sources)
+    return PrefetchReading(service, request).complete(request, fetcher)
 
 
 def _fill_absent(

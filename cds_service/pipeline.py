@@ -10,8 +10,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cds_service.cards import CardContext, render
 from cds_service.errors import NotFound
-from cds_service.gather import Fetcher, gather
+from cds_service.facts import classify_orders, derive, engine_fact, relevant
+from cds_service.facts.medications import ProductClass
+from cds_service.gather import Fetcher, PrefetchReading
+from cds_service.knowledge import Knowledge
 from cds_service.services import ServiceDefinition
 from cds_service.validate import parse_hook_request
 
@@ -25,6 +29,7 @@ def utc_now() -> datetime:
 @dataclass(frozen=True)
 class Pipeline:
     services: Mapping[str, ServiceDefinition]
+    knowledge: Knowledge
     fetcher: Fetcher | None = None
     clock: Clock = utc_now
 
@@ -39,12 +44,39 @@ class Pipeline:
 
     def run(self, service: ServiceDefinition, body: Any) -> dict[str, Any]:
         request = parse_hook_request(service, body)
-        orders = [order for order in request.reviewed_orders if _names_a_medication(order)]
-        if not orders:
+        candidates = [order for order in request.reviewed_orders if _names_a_medication(order)]
+        if not candidates:
             # e.g. the sandbox's first order-select, fired before a drug is chosen
             return {"cards": []}
-        gather(service, request, self.fetcher)
-        return {"cards": []}
+        k = self.knowledge
+        reading = PrefetchReading(service, request)
+        first_look = classify_orders(candidates, reading.medications(), k.terminology, k.policy)
+        if not any(
+            relevant(kind) or p.product_class is ProductClass.UNIDENTIFIED for _, p, _, kind in first_look
+        ):
+            return {"cards": []}  # nothing naltrexone- or opioid-related: no patient data needed
+
+        record = reading.complete(request, self.fetcher)
+        medications = {m["id"]: m for m in record.of_type("Medication") if isinstance(m.get("id"), str)}
+        reviewed = [
+            c for c in classify_orders(candidates, medications, k.terminology, k.policy) if relevant(c[3])
+        ]
+        if not reviewed:
+            return {"cards": []}
+        facts = derive(
+            reviewed, request.draft_resources, record, k.terminology, k.policy, self.clock().date()
+        )
+        matches = k.engine.evaluate([engine_fact(order, facts.patient, k.policy) for order in facts.orders])
+        context = CardContext(
+            facts=facts,
+            rulebook=k.rulebook,
+            policy=k.policy,
+            hook=service.hook,
+            patient_id=request.patient_id,
+            user_id=request.user_id,
+            encounter_id=request.encounter_id,
+        )
+        return {"cards": render(matches, context)}
 
 
 def _names_a_medication(order: Mapping[str, Any]) -> bool:

@@ -48,6 +48,9 @@ class Settings:
         "Comma-separated browser origins allowed by CORS (e.g. the CDS Hooks sandbox's); `*` allows any.",
     )
     log_level: str = _setting("INFO", "Python logging level of the service (DEBUG, INFO, WARNING, ERROR).")
+    policy_file: Path | None = _setting(
+        None, "YAML file overriding values of rules/policy.yaml (washout days, look-backs, LFT multiples...)."
+    )
     rules_dir: Path | None = _setting(
         None,
         "Directory of the rule, value set and service files; default: the copy shipped with the package.",
@@ -93,6 +96,7 @@ class Settings:
         described = dataclasses.asdict(self)
         described["workers"] = self.effective_workers
         described["rules_dir"] = str(self.rules_dir or default_rules_dir())
+        described["policy_file"] = str(self.policy_file) if self.policy_file else "(none)"
         return described
 
 

@@ -1,0 +1,594 @@
+"""What a medication is, how much of it is given and when, and when the patient was last exposed.
+
+A medication is read from ``medicationCodeableConcept`` or a ``medicationReference`` resolved to a
+contained Medication, a Medication in the request, or (failing both) the reference's display. Codes in
+the project's value sets decide its class; the text lexicon decides when no code is known.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+from typing import Any, Literal
+
+from cds_service.facts.fhir import (
+    Resource,
+    add_days,
+    as_dict,
+    as_list,
+    first_day,
+    mass_mg,
+    number,
+    period_days,
+    reference_of,
+    referenced_id,
+    text,
+)
+from cds_service.policy import Policy
+from cds_service.terminology import Code, Terminology, codings, concept_texts
+
+
+class ProductClass(StrEnum):
+    NALTREXONE_ORAL = "naltrexone-oral"
+    NALTREXONE_INJECTION = "naltrexone-xr"
+    NALTREXONE_BUPROPION = "naltrexone-bupropion"
+    OPIOID = "opioid"
+    ANTIDIARRHEAL_OPIOID = "antidiarrheal-opioid"
+    NALOXONE_RESCUE = "naloxone-rescue"
+    OTHER = "other"
+    UNIDENTIFIED = "unidentified"
+
+
+NALTREXONE_CLASSES = frozenset(
+    {ProductClass.NALTREXONE_ORAL, ProductClass.NALTREXONE_INJECTION, ProductClass.NALTREXONE_BUPROPION}
+)
+
+_STRENGTH = re.compile(r"(\d+(?:\.\d+)?)\s*(mg|mcg|µg|ug|g)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    product_class: ProductClass
+    name: str
+    long_acting: bool = False
+    """Methadone or buprenorphine: the longer opioid-free interval applies."""
+    depot: bool = False
+    """A month-long depot injection (extended-release buprenorphine or naltrexone)."""
+    extended_release: bool = False
+    compounded: bool = False
+    commercial_tablet: bool = False
+    """A marketed naltrexone 50 mg tablet (ReVia, Depade, generics)."""
+    strength_mg: float | None = None
+    """Mass of drug per tablet/capsule/unit, when known."""
+
+
+@dataclass(frozen=True, slots=True)
+class MedicationSource:
+    concept: Mapping[str, Any] | None
+    medication: Mapping[str, Any] | None
+    reference_display: str | None
+
+
+def medication_of(resource: Resource, medications: Mapping[str, Resource]) -> MedicationSource:
+    concept = resource.get("medicationCodeableConcept")
+    if isinstance(concept, Mapping):
+        return MedicationSource(concept, None, None)
+    reference = as_dict(resource.get("medicationReference"))
+    medication = _resolve_medication(resource, reference, medications)
+    concept = as_dict(medication.get("code")) if medication else None
+    return MedicationSource(concept, medication, text(reference.get("display")))
+
+
+def _resolve_medication(
+    resource: Resource, reference: Mapping[str, Any], medications: Mapping[str, Resource]
+) -> Mapping[str, Any] | None:
+    ref = text(reference.get("reference"))
+    if ref is None:
+        return None
+    if ref.startswith("#"):
+        for contained in as_list(resource.get("contained")):
+            if contained.get("resourceType") == "Medication" and contained.get("id") == ref[1:]:
+                found: Mapping[str, Any] = contained
+                return found
+        return None
+    medication_id = referenced_id(reference, "Medication")
+    if medication_id is None and ref.startswith("urn:uuid:"):
+        medication_id = ref
+    return medications.get(medication_id) if medication_id else None
+
+
+def classify(source: MedicationSource, terminology: Terminology) -> Product:
+    codes: list[Code] = list(codings(source.concept))
+    texts: list[str] = concept_texts(source.concept)
+    medication = as_dict(source.medication)
+    for ingredient in as_list(medication.get("ingredient")):
+        item = as_dict(ingredient.get("itemCodeableConcept"))
+        codes.extend(codings(item))
+        texts.extend(concept_texts(item))
+    if source.reference_display:
+        texts.append(source.reference_display)
+    form_texts = concept_texts(medication.get("form"))
+    if not codes and not texts:
+        return Product(ProductClass.UNIDENTIFIED, "unidentified medication")
+
+    lex = terminology.lexicon
+
+    def coded(valueset: str) -> bool:
+        return terminology.any_code_in(valueset, codes)
+
+    def named(pattern: str) -> bool:
+        return lex.matches(pattern, texts)
+
+    name = _best_name(source, texts)
+    extended = lex.matches("extended_release", texts + form_texts)
+    strength = _strength_mg(medication, texts)
+    naltrexone = coded("naltrexone-products") or named("naltrexone")
+    opioid = coded("opioid-medications") or named("opioid")
+    # A combination (coded as a product, or as a Medication listing its ingredients) is classed by its
+    # other ingredient: morphine/naltrexone is an opioid; bupropion/naltrexone gets the opioid rules only.
+    if coded("morphine-naltrexone") or named("morphine_naltrexone") or (naltrexone and opioid):
+        return Product(ProductClass.OPIOID, name, extended_release=True, strength_mg=strength)
+    if coded("naltrexone-bupropion") or (naltrexone and (coded("bupropion") or named("bupropion"))):
+        return Product(ProductClass.NALTREXONE_BUPROPION, name, extended_release=True)
+    if naltrexone:
+        injection = coded("naltrexone-extended-release-injection") or lex.matches(
+            "naltrexone_injection", texts + form_texts
+        )
+        if injection:
+            return Product(ProductClass.NALTREXONE_INJECTION, name, depot=True, strength_mg=strength)
+        return Product(
+            ProductClass.NALTREXONE_ORAL,
+            name,
+            extended_release=extended,
+            compounded=lex.matches("compounded", texts),
+            commercial_tablet=coded("commercial-naltrexone-tablets") or named("commercial_naltrexone_tablet"),
+            strength_mg=strength,
+        )
+    if opioid:
+        return Product(
+            ProductClass.OPIOID,
+            name,
+            long_acting=coded("long-acting-opioids") or named("long_acting_opioid"),
+            depot=coded("depot-buprenorphine") or named("depot_buprenorphine"),
+            extended_release=extended,
+            strength_mg=strength,
+        )
+    if coded("antidiarrheal-opioids") or named("antidiarrheal_opioid"):
+        return Product(ProductClass.ANTIDIARRHEAL_OPIOID, name)
+    if coded("naloxone-rescue") or named("naloxone_rescue"):
+        return Product(ProductClass.NALOXONE_RESCUE, name)
+    return Product(ProductClass.OTHER, name)
+
+
+def _best_name(source: MedicationSource, texts: Sequence[str]) -> str:
+    concept = as_dict(source.concept)
+    return text(concept.get("text")) or (texts[0] if texts else None) or "unnamed medication"
+
+
+def _strength_mg(medication: Mapping[str, Any], texts: Sequence[str]) -> float | None:
+    """Mass per unit: a single-ingredient Medication's strength, else the first "<n> mg" in its name."""
+    ingredients = as_list(medication.get("ingredient"))
+    if len(ingredients) == 1:
+        strength = as_dict(ingredients[0].get("strength"))
+        numerator = mass_mg(strength.get("numerator"))
+        denominator = number(as_dict(strength.get("denominator")).get("value"))
+        if numerator is not None and (denominator or 1.0) > 0:
+            return numerator / (denominator or 1.0)
+    for candidate in texts:
+        match = _STRENGTH.search(candidate)
+        if match:
+            return mass_mg({"value": float(match.group(1)), "unit": match.group(2)})
+    return None
+
+
+# ------------------------------------------------------------------------------------------ dosing
+
+
+@dataclass(frozen=True, slots=True)
+class Dosing:
+    dose_mg: float | None
+    units_per_dose: float | None
+    """Tablets/capsules/patches per dose when the dose is given as a count."""
+    interval_days: float | None
+    """Days between doses (1 = daily); ``None`` when the order gives no frequency."""
+    count: int | None
+    """Total number of doses when the order is limited (1 = once)."""
+    route: Literal["oral", "intramuscular", "other"] | None
+    bedtime: bool
+    start: date | None
+    description: str
+
+
+_TIMING_CODES = {
+    "QD": 1.0,
+    "BID": 0.5,
+    "TID": 1 / 3,
+    "QID": 0.25,
+    "QOD": 2.0,
+    "WK": 7.0,
+    "MO": 30.0,
+    "AM": 1.0,
+    "PM": 1.0,
+    "BED": 1.0,
+    "Q24H": 1.0,
+    "Q12H": 0.5,
+    "Q8H": 1 / 3,
+    "Q6H": 0.25,
+    "Q4H": 1 / 6,
+}
+_BEDTIME_WHEN = frozenset({"HS", "NIGHT", "PHS"})
+_COUNT_UNITS = frozenset(
+    {
+        "{pill}",
+        "{tbl}",
+        "{tablet}",
+        "{capsule}",
+        "{cap}",
+        "tab",
+        "tabs",
+        "tablet",
+        "tablets",
+        "cap",
+        "caps",
+        "capsule",
+        "capsules",
+        "patch",
+        "{patch}",
+        "1",
+        "{dose}",
+        "{each}",
+        "each",
+        "ea",
+    }
+)
+_TEXT_DOSE = re.compile(r"(\d+(?:\.\d+)?)\s*(mg|mcg|g)\b", re.IGNORECASE)
+
+
+def dosing_of(resource: Resource, product: Product, terminology: Terminology) -> Dosing:
+    instructions = [d for d in as_list(resource.get("dosageInstruction") or resource.get("dosage"))]
+    dosage = as_dict(instructions[0]) if instructions else {}
+    quantity = _dose_quantity(dosage)
+    dose_mg = mass_mg(quantity)
+    units: float | None = None
+    if dose_mg is None and quantity:
+        unit = (text(as_dict(quantity).get("code")) or text(as_dict(quantity).get("unit")) or "").lower()
+        value = number(as_dict(quantity).get("value"))
+        if value is not None and unit in _COUNT_UNITS:
+            units = value
+            if product.strength_mg is not None:
+                dose_mg = value * product.strength_mg
+    dosage_text = text(dosage.get("text")) or ""
+    if dose_mg is None and dosage_text:
+        match = _TEXT_DOSE.search(dosage_text)
+        if match:
+            dose_mg = mass_mg({"value": float(match.group(1)), "unit": match.group(2)})
+    timing = as_dict(dosage.get("timing"))
+    repeat = as_dict(timing.get("repeat"))
+    interval = _interval_days(timing, repeat)
+    count = repeat.get("count") if isinstance(repeat.get("count"), int) else None
+    bedtime = _bedtime(timing, repeat, dosage_text, terminology)
+    start = first_day(as_dict(repeat.get("boundsPeriod")).get("start"))
+    return Dosing(
+        dose_mg=dose_mg,
+        units_per_dose=units,
+        interval_days=interval,
+        count=count,
+        route=_route(dosage, terminology),
+        bedtime=bedtime,
+        start=start,
+        description=describe_dosing(dose_mg, interval, count, bedtime),
+    )
+
+
+def _dose_quantity(dosage: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for dose_and_rate in as_list(dosage.get("doseAndRate")):
+        quantity = dose_and_rate.get("doseQuantity")
+        if isinstance(quantity, Mapping):
+            return quantity
+        high = as_dict(dose_and_rate.get("doseRange")).get("high")
+        if isinstance(high, Mapping):
+            return high
+    quantity = dosage.get("doseQuantity")  # STU3 placement, still sent by some clients
+    return quantity if isinstance(quantity, Mapping) else None
+
+
+def _interval_days(timing: Mapping[str, Any], repeat: Mapping[str, Any]) -> float | None:
+    period = number(repeat.get("period"))
+    unit = text(repeat.get("periodUnit"))
+    if period is not None and unit is not None:
+        days = period_days({"value": period, "code": unit})
+        frequency = number(repeat.get("frequency")) or 1.0
+        if days is not None and frequency > 0:
+            return days / frequency
+    for code in (c.upper() for c in _codes(timing.get("code"))):
+        if code in _TIMING_CODES:
+            return _TIMING_CODES[code]
+    return None
+
+
+def _codes(concept: Any) -> list[str]:
+    return [c["code"] for c in as_list(as_dict(concept).get("coding")) if isinstance(c.get("code"), str)]
+
+
+def _bedtime(
+    timing: Mapping[str, Any], repeat: Mapping[str, Any], dosage_text: str, terminology: Terminology
+) -> bool:
+    when = {w.upper() for w in as_list_of_str(repeat.get("when"))}
+    if when & _BEDTIME_WHEN:
+        return True
+    if any(time >= "18:00" or time < "03:00" for time in as_list_of_str(repeat.get("timeOfDay"))):
+        return True
+    if "BED" in {c.upper() for c in _codes(timing.get("code"))}:
+        return True
+    texts = [dosage_text, *concept_texts(timing.get("code"))]
+    return terminology.lexicon.matches("bedtime", [t for t in texts if t])
+
+
+def as_list_of_str(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _route(
+    dosage: Mapping[str, Any], terminology: Terminology
+) -> Literal["oral", "intramuscular", "other"] | None:
+    route = dosage.get("route")
+    if not isinstance(route, Mapping):
+        return None
+    codes = set(_codes(route))
+    texts = concept_texts(route)
+    if "26643006" in codes or terminology.lexicon.matches("oral_route", texts):
+        return "oral"
+    if "78421000" in codes or terminology.lexicon.matches("intramuscular_route", texts):
+        return "intramuscular"
+    return "other" if codes or texts else None
+
+
+def describe_dosing(dose_mg: float | None, interval: float | None, count: int | None, bedtime: bool) -> str:
+    parts = [f"{format_mg(dose_mg)}" if dose_mg is not None else "dose not stated"]
+    if count == 1:
+        parts.append("once")
+    elif interval is not None:
+        parts.append(_describe_interval(interval))
+    if bedtime:
+        parts.append("at bedtime")
+    return " ".join(parts)
+
+
+def _describe_interval(days: float) -> str:
+    if abs(days - 1) < 0.01:
+        return "daily"
+    if days < 1:
+        return f"{round(1 / days)} times a day"
+    if abs(days % 7) < 0.01:
+        weeks = round(days / 7)
+        return "weekly" if weeks == 1 else f"every {weeks} weeks"
+    if 28 <= days <= 31:
+        return "monthly"
+    return f"every {round(days)} days"
+
+
+def format_mg(value: float) -> str:
+    return f"{value:g} mg"
+
+
+# ------------------------------------------------------------------------------------------ exposure
+
+ExposureKind = Literal["request", "dispense", "statement", "administration"]
+
+
+@dataclass(frozen=True, slots=True)
+class Exposure:
+    """A medication the record says the patient took, takes, or was supplied."""
+
+    product: Product
+    reference: str
+    kind: ExposureKind
+    status: str
+    start: date | None
+    end: date | None
+    """Last day covered (supply, effective period, depot action); ``None`` when open-ended."""
+    current: bool
+    """The record says it is taken now (supply covers today, open-ended, or status active)."""
+    stale: bool = False
+    """Status active although the calculated supply ran out before today."""
+    dose_mg: float | None = None
+    detail: str = ""
+    tags: tuple[str, ...] = field(default=())
+
+    def days_since_end(self, today: date) -> int | None:
+        return None if self.end is None else (today - self.end).days
+
+    def evidence(self) -> str:
+        return f"{self.product.name} — {self.reference}, {self.detail}"
+
+
+_SKIP = {
+    "MedicationRequest": {"entered-in-error", "cancelled", "draft"},
+    "MedicationDispense": {"entered-in-error", "cancelled", "declined", "preparation"},
+    "MedicationStatement": {"entered-in-error", "not-taken", "intended"},
+    "MedicationAdministration": {"entered-in-error", "not-done"},
+}
+_PLANNING_INTENTS = frozenset({"proposal", "plan", "option"})
+_KIND: dict[str, ExposureKind] = {
+    "MedicationRequest": "request",
+    "MedicationDispense": "dispense",
+    "MedicationStatement": "statement",
+    "MedicationAdministration": "administration",
+}
+
+
+def exposures(
+    resources: Iterable[Resource],
+    medications: Mapping[str, Resource],
+    terminology: Terminology,
+    policy: Policy,
+    today: date,
+    wanted: frozenset[ProductClass] | None = None,
+) -> list[Exposure]:
+    found = []
+    for resource in resources:
+        resource_type = resource.get("resourceType", "")
+        status = text(resource.get("status")) or "unknown"
+        if status in _SKIP.get(resource_type, set()):
+            continue
+        if resource_type == "MedicationRequest" and resource.get("intent") in _PLANNING_INTENTS:
+            continue
+        product = classify(medication_of(resource, medications), terminology)
+        if wanted is not None and product.product_class not in wanted:
+            continue
+        exposure = _exposure(resource, resource_type, status, product, terminology, policy, today)
+        if exposure is not None:
+            found.append(exposure)
+    return found
+
+
+def _exposure(
+    resource: Resource,
+    resource_type: str,
+    status: str,
+    product: Product,
+    terminology: Terminology,
+    policy: Policy,
+    today: date,
+) -> Exposure | None:
+    dosing = dosing_of(resource, product, terminology)
+    reference = reference_of(resource)
+    kind = _KIND.get(resource_type)
+    if kind is None:
+        return None
+    if kind == "request":
+        return _from_request(resource, reference, status, product, dosing, policy, today)
+    if kind == "dispense":
+        handed = first_day(resource.get("whenHandedOver"), resource.get("whenPrepared"))
+        if handed is None:
+            return None  # not handed over yet: no exposure to date
+        days = period_days(resource.get("daysSupply")) or _supply_days(resource.get("quantity"), dosing)
+        if product.depot:
+            days = max(days or 0, policy.depot_exposure_days)
+        supply_end = add_days(handed, (days or 1) - 1)
+        detail = f"dispensed {handed.isoformat()}" + (f", supply to {supply_end.isoformat()}" if days else "")
+        return Exposure(
+            product,
+            reference,
+            kind,
+            status,
+            handed,
+            supply_end,
+            supply_end >= today,
+            dose_mg=dosing.dose_mg,
+            detail=detail,
+        )
+    effective = as_dict(resource.get("effectivePeriod"))
+    start = first_day(effective.get("start"), resource.get("effectiveDateTime"))
+    end = first_day(effective.get("end"), resource.get("effectiveDateTime"), effective.get("start"))
+    if kind == "administration" and product.depot and end is not None:
+        end = add_days(end, policy.depot_exposure_days - 1)
+    ongoing = {"statement": {"active", "on-hold", "unknown"}, "administration": {"in-progress", "on-hold"}}[
+        kind
+    ]
+    if status in ongoing:
+        detail = f"{status}" + (f" since {start.isoformat()}" if start else "")
+        return Exposure(
+            product, reference, kind, status, start, None, True, dose_mg=dosing.dose_mg, detail=detail
+        )
+    if end is None:
+        end = first_day(resource.get("dateAsserted"))
+    if end is None:
+        return None
+    verb = "taken until" if kind == "statement" else "given"
+    detail = f"{status}, {verb} {end.isoformat()}"
+    if kind == "administration" and product.depot:
+        detail = f"{status}, depot given {(start or end).isoformat()}, acting to {end.isoformat()}"
+    return Exposure(
+        product, reference, kind, status, start, end, end >= today, dose_mg=dosing.dose_mg, detail=detail
+    )
+
+
+def _from_request(
+    resource: Resource,
+    reference: str,
+    status: str,
+    product: Product,
+    dosing: Dosing,
+    policy: Policy,
+    today: date,
+) -> Exposure:
+    dispense = as_dict(resource.get("dispenseRequest"))
+    start = dosing.start or first_day(
+        as_dict(dispense.get("validityPeriod")).get("start"), resource.get("authoredOn")
+    )
+    supply = period_days(dispense.get("expectedSupplyDuration")) or _supply_days(
+        dispense.get("quantity"), dosing
+    )
+    if product.depot and supply is None:
+        supply = float(policy.depot_exposure_days)
+    still_active = status in ("active", "on-hold", "unknown")
+    allowed = dispense.get("numberOfRepeatsAllowed")
+    repeats = allowed if isinstance(allowed, int) else 0
+    bounds_end = _bounds_end(resource)
+    end: date | None = None
+    if start is not None and supply is not None:
+        covered = supply * (1 + repeats) if still_active else supply
+        end = add_days(start, covered - 1)
+    if bounds_end is not None:
+        end = max(end, bounds_end) if end else bounds_end
+    if end is None and not still_active and start is not None:
+        end = start  # completed or stopped with no supply information: last known day
+    if end is None:
+        detail = f"{status}" + (f", ordered {start.isoformat()}" if start else "") + ", no end date"
+        return Exposure(
+            product, reference, "request", status, start, None, True, dose_mg=dosing.dose_mg, detail=detail
+        )
+    ordered = f", ordered {start.isoformat()}" if start else ""
+    if end >= today:
+        detail = f"{status}{ordered}, supply to {end.isoformat()}"
+        return Exposure(
+            product, reference, "request", status, start, end, True, dose_mg=dosing.dose_mg, detail=detail
+        )
+    if still_active:
+        # Inside the opioid-free interval the supply end dates the last exposure (opioid-recent); past
+        # it, a prescription nobody marked stopped is not evidence of being opioid-free.
+        washout = policy.washout_days_long_acting if product.long_acting else policy.washout_days_short_acting
+        current = policy.stale_active_prescription_is_current and (today - end).days >= washout
+        detail = f"still {status}{ordered}, but its calculated supply ended {end.isoformat()}"
+        return Exposure(
+            product,
+            reference,
+            "request",
+            status,
+            start,
+            end,
+            current,
+            stale=True,
+            dose_mg=dosing.dose_mg,
+            detail=detail,
+        )
+    detail = f"{status}{ordered}, supply ended {end.isoformat()}"
+    return Exposure(
+        product, reference, "request", status, start, end, False, dose_mg=dosing.dose_mg, detail=detail
+    )
+
+
+def _bounds_end(resource: Resource) -> date | None:
+    for dosage in as_list(resource.get("dosageInstruction")):
+        repeat = as_dict(as_dict(dosage.get("timing")).get("repeat"))
+        end = first_day(as_dict(repeat.get("boundsPeriod")).get("end"))
+        if end is not None:
+            return end
+    return None
+
+
+def _supply_days(quantity: Any, dosing: Dosing) -> float | None:
+    """Days a dispensed count lasts: count / (units per dose x doses per day)."""
+    amount = number(as_dict(quantity).get("value"))
+    if (
+        amount is None
+        or dosing.units_per_dose is None
+        or dosing.interval_days is None
+        or dosing.units_per_dose <= 0
+    ):
+        return None
+    return amount / dosing.units_per_dose * dosing.interval_days

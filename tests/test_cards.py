@@ -1,0 +1,246 @@
+"""Cards as an EHR and a clinician see them: shape, explanations, valid FHIR suggestions, noise control."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from fhir.resources.R4B import get_fhir_model_class
+from flask import Flask
+
+from tests import clinical as c
+from tests.builders import assert_no_empty_values, naltrexone_order, sandbox_hook_bodies, service_path
+from tests.conftest import assert_valid
+from tests.test_rules import CASES, READY
+
+REFERENCE = re.compile(
+    r"\b(MedicationRequest|MedicationDispense|MedicationStatement|MedicationAdministration|"
+    r"Condition|AllergyIntolerance|Observation)/[A-Za-z0-9.-]+"
+)
+
+
+def cards(app: Flask, body: dict[str, Any], hook: str = "order-select") -> list[dict[str, Any]]:
+    response = app.test_client().post(service_path(hook), json=body)
+    assert response.status_code == 200, response.json
+    assert_valid("CdsResponse", response.json)
+    assert_no_empty_values(response.json)
+    result: list[dict[str, Any]] = response.json["cards"]
+    return result
+
+
+def by_rule(result: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {card["source"]["topic"]["code"]: card for card in result}
+
+
+def all_cards(app: Flask) -> list[dict[str, Any]]:
+    return [card for case in CASES for card in cards(app, case.body, case.hook)]
+
+
+def test_every_suggested_resource_is_valid_fhir(app: Flask) -> None:
+    checked = 0
+    for card in all_cards(app):
+        for suggestion in card.get("suggestions", []):
+            for action in suggestion["actions"]:
+                if action["type"] == "delete":
+                    assert re.fullmatch(r"MedicationRequest/[\w.-]+", action["resourceId"])
+                    continue
+                resource = action["resource"]
+                get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+                checked += 1
+    assert checked > 30
+
+
+def test_cards_name_their_rule_source_and_the_facts_behind_them(app: Flask) -> None:
+    for card in all_cards(app):
+        assert len(card["summary"]) < 140
+        topic = card["source"]["topic"]
+        assert topic["system"] == "http://naltrexone-cds.org/fhir/CodeSystem/rule"
+        assert f"Rule `{topic['code']}`" in card["detail"]
+        assert card["source"]["url"] in card["detail"]
+        assert "**Order reviewed:**" in card["detail"]
+        if card.get("suggestions"):
+            assert card["selectionBehavior"] == "at-most-one"
+        for reason in card.get("overrideReasons", []):
+            assert reason["display"]
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "resources", "reference_type"),
+    [
+        ("opioid-active", [c.medication_request(c.OXYCODONE, authored=-3)], "MedicationRequest"),
+        ("opioid-recent", [c.dispense(c.OXYCODONE, handed=-10, days_supply=7)], "MedicationDispense"),
+        ("uds-positive", [c.urine_opiates("positive", when=-2)], "Observation"),
+        ("hypersensitivity", [c.allergy(c.rx("7243", "naltrexone"))], "AllergyIntolerance"),
+        (
+            "opioid-withdrawal",
+            [c.condition(c.ICD10, "F11.23", "Opioid dependence with withdrawal")],
+            "Condition",
+        ),
+    ],
+)
+def test_the_triggering_record_is_named_with_its_reference(
+    app: Flask, rule_id: str, resources: list[dict[str, Any]], reference_type: str
+) -> None:
+    card = by_rule(cards(app, c.scenario(*resources, c.oud())))[rule_id]
+    expected = f"{reference_type}/{resources[0]['id']}"
+    assert expected in card["detail"]
+
+
+def test_opioid_active_card_explains_and_offers_to_cancel(app: Flask) -> None:
+    oxy = c.medication_request(c.OXYCODONE, authored=-3, supply_days=30)
+    card = by_rule(cards(app, c.scenario(oxy, *READY)))["opioid-active"]
+    assert "oxycodone" in card["summary"]
+    assert (
+        f"MedicationRequest/{oxy['id']}, active, ordered {c.day(-3)}, supply to {c.day(26)}" in card["detail"]
+    )
+    (suggestion,) = card["suggestions"]
+    assert suggestion["actions"] == [
+        {
+            "type": "delete",
+            "description": "Remove the draft naltrexone order",
+            "resourceId": "MedicationRequest/draft-1",
+        }
+    ]
+
+
+def test_opioid_recent_gives_the_earliest_start_and_moves_it(app: Flask) -> None:
+    body = c.scenario(c.dispense(c.OXYCODONE, handed=-10, days_supply=7), *READY)
+    card = by_rule(cards(app, body))["opioid-recent"]
+    earliest = c.day(6)  # supply ended day -4; 10 opioid-free days
+    assert earliest in card["summary"]
+    (action,) = card["suggestions"][0]["actions"]
+    assert action["type"] == "update"
+    assert action["resource"]["id"] == "draft-1"
+    assert action["resource"]["dosageInstruction"][0]["timing"]["repeat"]["boundsPeriod"]["start"] == earliest
+    assert action["resource"]["dispenseRequest"]["validityPeriod"]["start"] == earliest
+
+
+def test_methadone_needs_fourteen_days(app: Flask) -> None:
+    body = c.scenario(c.statement(c.METHADONE, status="completed", start=-90, end=-5), *READY)
+    assert c.day(9) in by_rule(cards(app, body))["opioid-recent"]["summary"]
+
+
+def test_test_dose_updates_the_draft_and_creates_the_follow_on(app: Flask) -> None:
+    card = by_rule(cards(app, c.scenario(*READY)))["test-dose"]
+    update, create = card["suggestions"][0]["actions"]
+    assert update["type"] == "update" and update["resource"]["id"] == "draft-1"
+    dose = update["resource"]["dosageInstruction"][0]
+    assert dose["doseAndRate"][0]["doseQuantity"]["value"] == 25
+    assert dose["timing"]["repeat"]["count"] == 1
+    assert create["type"] == "create" and "id" not in create["resource"]
+    follow_on = create["resource"]["dosageInstruction"][0]
+    assert follow_on["doseAndRate"][0]["doseQuantity"]["value"] == 50
+    assert follow_on["timing"]["repeat"]["boundsPeriod"]["start"] == c.day(1)
+    assert "count" not in follow_on["timing"]["repeat"]
+
+
+def test_ldn_suggestions_set_the_step_bedtime_and_compounded_form(app: Flask) -> None:
+    order = c.ldn_order(3, when=["MORN"], text="naltrexone 3 mg SR capsule")
+    rules = by_rule(cards(app, c.scenario(order=order)))
+    step = rules["ldn-titration"]["suggestions"][0]["actions"][0]["resource"]["dosageInstruction"][0]
+    assert step["doseAndRate"][0]["doseQuantity"]["value"] == 1.5 and step["timing"]["repeat"]["when"] == [
+        "HS"
+    ]
+    bedtime = rules["ldn-bedtime"]["suggestions"][0]["actions"][0]["resource"]["dosageInstruction"][0]
+    assert bedtime["timing"]["repeat"]["when"] == ["HS"]
+    form = rules["ldn-formulation"]["suggestions"][0]["actions"][0]["resource"]["medicationCodeableConcept"]
+    assert "compounded immediate-release" in form["text"]
+
+
+def test_noise_control_drops_guidance_when_a_contraindication_fires(app: Flask) -> None:
+    body = c.scenario(c.oud(), c.medication_request(c.OXYCODONE, authored=-2))
+    rules = by_rule(cards(app, body))
+    assert "opioid-active" in rules
+    for guidance in ("test-dose", "naloxone-challenge-needed", "naloxone-rescue", "lft-needed", "uds-needed"):
+        assert guidance not in rules
+    without = by_rule(cards(app, c.scenario(c.oud())))
+    assert {"test-dose", "naloxone-rescue", "lft-needed", "uds-needed"} <= set(without)
+
+
+def test_order_sign_returns_warning_and_critical_only(app: Flask) -> None:
+    select = cards(app, c.scenario(c.oud()))
+    sign = cards(app, c.scenario(c.oud(), hook="order-sign"), hook="order-sign")
+    assert any(card["indicator"] == "info" for card in select)
+    assert sign and all(card["indicator"] in ("warning", "critical") for card in sign)
+
+
+def test_cards_are_sorted_critical_warning_info_with_one_per_rule(app: Flask) -> None:
+    second = naltrexone_order("draft-2")
+    body = c.scenario(
+        c.allergy(c.rx("7243", "naltrexone")),
+        c.oud(),
+        drafts=[second],
+        selections=["MedicationRequest/draft-1", "MedicationRequest/draft-2"],
+    )
+    result = cards(app, body)
+    ranks = [{"critical": 0, "warning": 1, "info": 2}[card["indicator"]] for card in result]
+    assert ranks == sorted(ranks)
+    codes = [card["source"]["topic"]["code"] for card in result]
+    assert len(codes) == len(set(codes))
+    allergy_card = by_rule(result)["hypersensitivity"]
+    assert "draft-1" in allergy_card["detail"] and "draft-2" in allergy_card["detail"]
+    assert len(allergy_card["suggestions"]) == 2  # cancel each order
+
+
+def test_order_select_reviews_only_the_selected_order(app: Flask) -> None:
+    opioid = c.opioid_order()
+    body = c.scenario(
+        c.administration(c.VIVITROL, given=-5), drafts=[opioid], selections=["MedicationRequest/draft-1"]
+    )
+    assert "opioid-blockade" not in by_rule(cards(app, body))
+    body["context"]["selections"] = ["MedicationRequest/opioid-1"]
+    assert set(by_rule(cards(app, body))) == {"opioid-blockade"}
+
+
+def test_unavailable_data_is_never_read_as_safe(app: Flask) -> None:
+    failure = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]}
+    body = c.scenario(*READY, prefetch_override={"medicationStatements": failure, "allergies": failure})
+    rules = by_rule(cards(app, body))
+    assert rules["opioid-history-unverified"]["indicator"] == "warning"
+    assert rules["patient-data-unverified"]["indicator"] == "warning"
+    assert "allergies" in rules["patient-data-unverified"]["summary"]
+
+
+def test_an_unidentifiable_medication_in_the_history_is_flagged(app: Flask) -> None:
+    unknown = c.medication_request({"text": "x"}, authored=-2)
+    unknown.pop("medicationCodeableConcept")
+    unknown["medicationReference"] = {"reference": "Medication/not-sent"}
+    rules = by_rule(cards(app, c.scenario(unknown, *READY)))
+    assert f"MedicationRequest/{unknown['id']}" in rules["opioid-history-unverified"]["detail"]
+
+
+def test_unrelated_orders_get_no_cards_and_need_no_prefetch(app: Flask) -> None:
+    amoxicillin = naltrexone_order(
+        medicationCodeableConcept=c.rx("308182", "amoxicillin 250 MG Oral Capsule")
+    )
+    body = c.scenario(order=amoxicillin)
+    body["prefetch"] = {}
+    assert cards(app, body) == []
+
+
+def _sandbox_naltrexone_request(hook: str) -> dict[str, Any]:
+    return next(
+        body
+        for body in sandbox_hook_bodies(hook)
+        if "medicationCodeableConcept" in body["context"]["draftOrders"]["entry"][0]["resource"]
+    )
+
+
+@pytest.mark.parametrize("hook", ["order-select", "order-sign"])
+def test_the_real_sandbox_request_for_pat1(app: Flask, hook: str) -> None:
+    """The sandbox's own request: pat1's fentanyl patch, still marked active, arrives under another
+    service's prefetch key ("meds"); this service's keys are absent and fhirServer is named."""
+    rules = by_rule(cards(app, _sandbox_naltrexone_request(hook), hook))
+    assert rules["opioid-active"]["indicator"] == "critical"
+    assert "MedicationRequest/medrx0327" in rules["opioid-active"]["detail"]
+    assert "still active" in rules["opioid-active"]["detail"]
+    assert rules["opioid-history-unverified"]["indicator"] == "warning"  # its own keys were not fetched
+
+
+def test_the_sandbox_request_without_fhir_server_is_412(app: Flask) -> None:
+    body = _sandbox_naltrexone_request("order-select")
+    del body["fhirServer"]
+    response = app.test_client().post(service_path("order-select"), json=body)
+    assert response.status_code == 412
+    assert "medicationRequests" in response.json["issue"][0]["diagnostics"]

@@ -1,0 +1,522 @@
+"""Facts from each FHIR shape: what a medication is, its dose and timing, exposures, results, diagnoses."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+from typing import Any
+
+import pytest
+
+from cds_service.facts.conditions import current_diagnoses, naltrexone_allergies
+from cds_service.facts.fhir import parse_day
+from cds_service.facts.medications import (
+    ProductClass,
+    classify,
+    dosing_of,
+    exposures,
+    medication_of,
+)
+from cds_service.facts.observations import findings_in, naloxone_challenges, quantitative, read_result
+from cds_service.knowledge import load_knowledge
+from cds_service.resources import default_rules_dir
+from tests import clinical as c
+
+KNOWLEDGE = load_knowledge(default_rules_dir())
+TERMS = KNOWLEDGE.terminology
+POLICY = KNOWLEDGE.policy
+TODAY = c.TODAY
+RX = c.RXNORM if hasattr(c, "RXNORM") else "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+
+def product_of(resource: dict[str, Any], medications: dict[str, Any] | None = None) -> Any:
+    return classify(medication_of(resource, medications or {}), TERMS)
+
+
+def with_medication(medication: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "MedicationRequest", "medicationCodeableConcept": medication}
+
+
+# ---------------------------------------------------------------------------------- classification
+
+CLASSIFY = [
+    (
+        "RxNorm naltrexone 50 mg tablet",
+        with_medication(c.rx("1483744", "naltrexone hydrochloride 50 MG Oral Tablet")),
+        ProductClass.NALTREXONE_ORAL,
+    ),
+    (
+        "uncoded compounded low-dose naltrexone",
+        with_medication({"text": "LDN 4.5mg caps (compounded)"}),
+        ProductClass.NALTREXONE_ORAL,
+    ),
+    ("Vivitrol by RxNorm", with_medication(c.rx(*c.VIVITROL)), ProductClass.NALTREXONE_INJECTION),
+    (
+        "Vivitrol by name only",
+        with_medication({"text": "Vivitrol 380 mg"}),
+        ProductClass.NALTREXONE_INJECTION,
+    ),
+    (
+        "NDC-only naltrexone tablet",
+        with_medication({"coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": "68071-3654-3"}]}),
+        ProductClass.NALTREXONE_ORAL,
+    ),
+    ("Contrave", with_medication(c.rx(*c.CONTRAVE)), ProductClass.NALTREXONE_BUPROPION),
+    ("Embeda is an opioid", with_medication(c.rx(*c.EMBEDA)), ProductClass.OPIOID),
+    ("Embeda by name only", with_medication({"text": "Embeda 20 mg/0.8 mg capsule"}), ProductClass.OPIOID),
+    ("oxycodone by RxNorm", with_medication(c.rx(*c.OXYCODONE)), ProductClass.OPIOID),
+    (
+        "fentanyl patch by SNOMED display",
+        with_medication(
+            {
+                "coding": [
+                    {"system": c.SNOMED, "code": "333919005", "display": "Fentanyl 25micrograms/hour patch"}
+                ]
+            }
+        ),
+        ProductClass.OPIOID,
+    ),
+    (
+        "Percocet by NDC display",
+        with_medication(
+            {
+                "coding": [
+                    {
+                        "system": "http://hl7.org/fhir/sid/ndc",
+                        "code": "16590-619-30",
+                        "display": "Percocet tablet",
+                    }
+                ]
+            }
+        ),
+        ProductClass.OPIOID,
+    ),
+    (
+        "Suboxone is an opioid, not a rescue naloxone",
+        with_medication(c.rx(*c.BUPRENORPHINE_NALOXONE)),
+        ProductClass.OPIOID,
+    ),
+    ("naloxone nasal spray", with_medication(c.rx(*c.NALOXONE_SPRAY)), ProductClass.NALOXONE_RESCUE),
+    ("loperamide by name", with_medication({"text": c.LOPERAMIDE_TEXT}), ProductClass.ANTIDIARRHEAL_OPIOID),
+    ("amoxicillin", with_medication(c.rx("308182", "amoxicillin 250 MG Oral Capsule")), ProductClass.OTHER),
+]
+
+
+@pytest.mark.parametrize(("name", "resource", "expected"), CLASSIFY, ids=[row[0] for row in CLASSIFY])
+def test_classify(name: str, resource: dict[str, Any], expected: ProductClass) -> None:
+    assert product_of(resource).product_class is expected
+
+
+def test_medication_reference_to_a_contained_medication() -> None:
+    order = {
+        "resourceType": "MedicationRequest",
+        "contained": [
+            {"resourceType": "Medication", "id": "m1", "code": c.rx("1483744", "naltrexone 50 mg tab")}
+        ],
+        "medicationReference": {"reference": "#m1"},
+    }
+    assert product_of(order).product_class is ProductClass.NALTREXONE_ORAL
+
+
+def test_medication_reference_to_a_medication_in_the_request() -> None:
+    order = {"resourceType": "MedicationRequest", "medicationReference": {"reference": "Medication/abc"}}
+    medication = {"resourceType": "Medication", "id": "abc", "code": c.rx(*c.VIVITROL)}
+    assert product_of(order, {"abc": medication}).product_class is ProductClass.NALTREXONE_INJECTION
+
+
+def test_medication_reference_resolved_by_its_display_when_not_sent() -> None:
+    order = {
+        "resourceType": "MedicationRequest",
+        "medicationReference": {"reference": "Medication/x", "display": "oxyCODONE 5 mg tablet"},
+    }
+    assert product_of(order).product_class is ProductClass.OPIOID
+
+
+def test_medication_reference_that_resolves_nowhere_is_unidentified() -> None:
+    order = {"resourceType": "MedicationRequest", "medicationReference": {"reference": "Medication/x"}}
+    assert product_of(order).product_class is ProductClass.UNIDENTIFIED
+
+
+@pytest.mark.parametrize(
+    ("ingredients", "expected"),
+    [
+        (["7052", "7243"], ProductClass.OPIOID),  # morphine + naltrexone
+        (["42347", "7243"], ProductClass.NALTREXONE_BUPROPION),  # bupropion + naltrexone
+        (["7243"], ProductClass.NALTREXONE_ORAL),
+    ],
+)
+def test_medications_listing_their_ingredients(ingredients: list[str], expected: ProductClass) -> None:
+    medication = {
+        "resourceType": "Medication",
+        "id": "m",
+        "ingredient": [
+            {"itemCodeableConcept": {"coding": [{"system": RX, "code": code}]}} for code in ingredients
+        ],
+    }
+    order = {"resourceType": "MedicationRequest", "medicationReference": {"reference": "Medication/m"}}
+    assert product_of(order, {"m": medication}).product_class is expected
+
+
+def test_long_acting_and_depot_opioids() -> None:
+    assert product_of(with_medication(c.rx(*c.METHADONE))).long_acting
+    assert product_of(with_medication(c.rx(*c.BUPRENORPHINE_NALOXONE))).long_acting
+    assert not product_of(with_medication(c.rx(*c.OXYCODONE))).long_acting
+    sublocade = product_of(with_medication(c.rx("1996184", "Sublocade 100 MG in 0.5 ML Prefilled Syringe")))
+    assert sublocade.long_acting and sublocade.depot
+
+
+# ---------------------------------------------------------------------------------- dosing
+
+
+def dosing(order: dict[str, Any]) -> Any:
+    return dosing_of(order, product_of(order), TERMS)
+
+
+def naltrexone_with(dosage: dict[str, Any], medication: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationRequest",
+        "medicationCodeableConcept": medication
+        or c.rx("1483744", "naltrexone hydrochloride 50 MG Oral Tablet"),
+        "dosageInstruction": [dosage],
+    }
+
+
+DOSES = [
+    ("mg", {"doseAndRate": [{"doseQuantity": {"value": 50, "unit": "mg"}}]}, 50.0),
+    ("grams", {"doseAndRate": [{"doseQuantity": {"value": 0.05, "code": "g"}}]}, 50.0),
+    ("micrograms", {"doseAndRate": [{"doseQuantity": {"value": 1500, "unit": "mcg"}}]}, 1.5),
+    (
+        "tablets x strength from the product",
+        {"doseAndRate": [{"doseQuantity": {"value": 1, "code": "{pill}"}}]},
+        50.0,
+    ),
+    ("half a tablet", {"doseAndRate": [{"doseQuantity": {"value": 0.5, "unit": "tablet"}}]}, 25.0),
+    ("doseAndRate as one object", {"doseAndRate": {"doseQuantity": {"value": 50, "unit": "mg"}}}, 50.0),
+    ("STU3 doseQuantity", {"doseQuantity": {"value": 100, "unit": "mg"}}, 100.0),
+    (
+        "range: its high end",
+        {
+            "doseAndRate": [
+                {"doseRange": {"low": {"value": 25, "unit": "mg"}, "high": {"value": 50, "unit": "mg"}}}
+            ]
+        },
+        50.0,
+    ),
+    ("free text", {"text": "take 4.5 mg by mouth at bedtime"}, 4.5),
+    ("nothing", {"text": "as directed"}, None),
+]
+
+
+@pytest.mark.parametrize(("name", "dosage", "mg"), DOSES, ids=[row[0] for row in DOSES])
+def test_dose_in_mg(name: str, dosage: dict[str, Any], mg: float | None) -> None:
+    assert dosing(naltrexone_with(dosage)).dose_mg == mg
+
+
+def test_tablet_count_times_a_medication_strength() -> None:
+    medication = {
+        "resourceType": "Medication",
+        "id": "m",
+        "code": {"text": "naltrexone capsule (compounded)"},
+        "ingredient": [
+            {
+                "itemCodeableConcept": c.rx("7243", "naltrexone"),
+                "strength": {
+                    "numerator": {"value": 1.5, "unit": "mg"},
+                    "denominator": {"value": 1, "unit": "capsule"},
+                },
+            }
+        ],
+    }
+    order = {
+        "resourceType": "MedicationRequest",
+        "medicationReference": {"reference": "Medication/m"},
+        "dosageInstruction": [{"doseAndRate": [{"doseQuantity": {"value": 2, "unit": "capsule"}}]}],
+    }
+    product = classify(medication_of(order, {"m": medication}), TERMS)
+    assert product.strength_mg == 1.5
+    assert dosing_of(order, product, TERMS).dose_mg == 3.0
+
+
+TIMINGS = [
+    ("daily", {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}}, 1.0, False),
+    ("twice a day", {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}}, 0.5, False),
+    ("every 2 days", {"repeat": {"frequency": 1, "period": 2, "periodUnit": "d"}}, 2.0, False),
+    ("every 4 weeks", {"repeat": {"frequency": 1, "period": 4, "periodUnit": "wk"}}, 28.0, False),
+    ("monthly", {"repeat": {"period": 1, "periodUnit": "mo"}}, 30.0, False),
+    ("BID code", {"code": {"coding": [{"code": "BID"}]}}, 0.5, False),
+    (
+        "bedtime by when HS",
+        {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d", "when": ["HS"]}},
+        1.0,
+        True,
+    ),
+    ("bedtime by 22:00", {"repeat": {"timeOfDay": ["22:00:00"]}}, None, True),
+    ("morning is not bedtime", {"repeat": {"when": ["MORN"], "timeOfDay": ["08:00:00"]}}, None, False),
+    ("bedtime by code", {"code": {"coding": [{"code": "BED"}]}}, 1.0, True),
+]
+
+
+@pytest.mark.parametrize(("name", "timing", "interval", "bedtime"), TIMINGS, ids=[row[0] for row in TIMINGS])
+def test_frequency_and_bedtime(
+    name: str, timing: dict[str, Any], interval: float | None, bedtime: bool
+) -> None:
+    result = dosing(naltrexone_with({"timing": timing}))
+    assert result.interval_days == interval
+    assert result.bedtime is bedtime
+
+
+def test_bedtime_from_the_dosage_text() -> None:
+    assert dosing(naltrexone_with({"text": "1.5 mg qhs"})).bedtime
+
+
+def test_route() -> None:
+    im = {"route": {"coding": [{"system": c.SNOMED, "code": "78421000"}]}}
+    assert dosing(naltrexone_with(im)).route == "intramuscular"
+    assert dosing(naltrexone_with({"route": {"text": "oral"}})).route == "oral"
+    assert dosing(naltrexone_with({})).route is None
+
+
+@pytest.mark.parametrize(
+    ("text", "extended"),
+    [
+        ("naltrexone 4.5 mg SR capsule", True),
+        ("naltrexone 12 HR 3 MG tablet", True),
+        ("naltrexone 3 mg extended-release", True),
+        ("naltrexone 3 mg capsule", False),
+    ],
+)
+def test_extended_release_formulation(text: str, extended: bool) -> None:
+    assert product_of(with_medication({"text": text})).extended_release is extended
+
+
+# ---------------------------------------------------------------------------------- exposures
+
+
+def exposure(resource: dict[str, Any], policy: Any = POLICY) -> Any:
+    found = exposures([resource], {}, TERMS, policy, TODAY)
+    return found[0] if found else None
+
+
+EXPOSURES = [
+    (
+        "request whose supply covers today",
+        c.medication_request(c.OXYCODONE, authored=-5, supply_days=10),
+        True,
+        4,
+    ),
+    (
+        "request with refills still covering today",
+        c.medication_request(c.OXYCODONE, authored=-25, supply_days=10, repeats=2),
+        True,
+        4,
+    ),
+    (
+        "completed request: supply without refills",
+        c.medication_request(c.OXYCODONE, status="completed", authored=-25, supply_days=10, repeats=2),
+        False,
+        -16,
+    ),
+    (
+        "active request with no supply information",
+        c.medication_request(c.OXYCODONE, supply_days=None),
+        True,
+        None,
+    ),
+    (
+        "completed request with no supply information: its date",
+        c.medication_request(c.OXYCODONE, status="completed", authored=-40, supply_days=None),
+        False,
+        -40,
+    ),
+    ("dispense: handed over + days' supply", c.dispense(c.OXYCODONE, handed=-5, days_supply=10), True, 4),
+    ("active statement", c.statement(c.OXYCODONE), True, None),
+    ("completed statement", c.statement(c.OXYCODONE, status="completed", end=-12), False, -12),
+    ("administration in progress", c.administration(c.OXYCODONE, given=-1, status="in-progress"), True, None),
+    ("completed administration", c.administration(c.OXYCODONE, given=-3), False, -3),
+    ("depot administration acts for a month", c.administration(c.VIVITROL, given=-10), True, 17),
+]
+
+
+@pytest.mark.parametrize(("name", "resource", "current", "end"), EXPOSURES, ids=[row[0] for row in EXPOSURES])
+def test_exposure(name: str, resource: dict[str, Any], current: bool, end: int | None) -> None:
+    found = exposure(resource)
+    assert found is not None
+    assert found.current is current
+    assert found.end == (None if end is None else parse_day(c.day(end)))
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        c.medication_request(c.OXYCODONE, status="entered-in-error"),
+        c.medication_request(c.OXYCODONE, status="cancelled"),
+        c.medication_request(c.OXYCODONE, intent="plan"),
+        c.statement(c.OXYCODONE, status="not-taken"),
+        c.dispense(c.OXYCODONE, handed=-2, days_supply=5, status="declined"),
+        {**c.dispense(c.OXYCODONE, handed=-2, days_supply=5, status="in-progress"), "whenHandedOver": None},
+    ],
+)
+def test_records_that_are_not_exposure(resource: dict[str, Any]) -> None:
+    if resource.get("whenHandedOver") is None:
+        resource.pop("whenHandedOver", None)
+    assert exposure(resource) is None
+
+
+def test_stale_active_prescription_is_current_by_policy() -> None:
+    stale = c.medication_request(c.OXYCODONE, authored=-60, supply_days=10)
+    assert exposure(stale).current and exposure(stale).stale
+    trusting_dates = dataclasses.replace(POLICY, stale_active_prescription_is_current=False)
+    assert not exposure(stale, trusting_dates).current
+
+
+def test_active_prescription_ended_inside_the_washout_dates_the_last_exposure() -> None:
+    found = exposure(c.medication_request(c.OXYCODONE, authored=-10, supply_days=5))
+    assert not found.current and found.end == date(2026, 11, 16)
+
+
+# ---------------------------------------------------------------------------------- results
+
+
+@pytest.mark.parametrize(
+    ("extra", "result"),
+    [
+        ({"valueString": "POS"}, "positive"),
+        ({"valueString": "Negative"}, "negative"),
+        ({"valueString": "not detected"}, "negative"),
+        ({"valueCodeableConcept": {"coding": [{"system": c.SNOMED, "code": "10828004"}]}}, "positive"),
+        ({"valueCodeableConcept": {"coding": [{"system": c.LOINC, "code": "LA6577-6"}]}}, "negative"),
+        ({"valueCodeableConcept": {"text": "Detected"}}, "positive"),
+        (
+            {
+                "interpretation": [
+                    {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+                                "code": "POS",
+                            }
+                        ]
+                    }
+                ],
+                "valueString": "see report",
+            },
+            "positive",
+        ),
+        (
+            {"valueQuantity": {"value": 450, "unit": "ng/mL"}, "referenceRange": [{"high": {"value": 300}}]},
+            "positive",
+        ),
+        (
+            {"valueQuantity": {"value": 20, "unit": "ng/mL"}, "referenceRange": [{"high": {"value": 300}}]},
+            "negative",
+        ),
+        ({"valueQuantity": {"value": 450, "unit": "ng/mL"}}, None),
+        ({"valueString": "see scanned report"}, None),
+    ],
+)
+def test_reading_a_screen_result(extra: dict[str, Any], result: str | None) -> None:
+    observation = c.observation("19295-5", "Opiates screen", when=-1, **extra)
+    assert read_result(observation, TERMS) == result
+
+
+def test_screens_exclude_naltrexone_assays_and_uncounted_statuses() -> None:
+    screens = [
+        c.urine_opiates("positive", when=-1),
+        c.observation("19609-7", "Naltrexone [Presence] in Urine", when=-1, valueString="positive"),
+        c.urine_opiates("positive", when=-1, status="cancelled"),
+        c.urine_opiates("positive", when=-1, status="preliminary"),
+    ]
+    found = findings_in(screens, "opioid-urine-screens", TERMS)
+    assert [f.reference for f in found] == [
+        f"Observation/{screens[0]['id']}",
+        f"Observation/{screens[3]['id']}",
+    ]
+
+
+def test_naloxone_challenge_by_project_code_or_by_name() -> None:
+    coded = c.naloxone_challenge("failed", when=-1)
+    named = c.observation(
+        "LOCAL-123", "Naloxone challenge test", when=-2, system="urn:local", valueString="passed"
+    )
+    found = naloxone_challenges([coded, named], TERMS)
+    assert [(f.result, f.day) for f in found] == [
+        ("positive", date(2026, 11, 21)),
+        ("negative", date(2026, 11, 20)),
+    ]
+
+
+def test_liver_tests_as_multiples_of_the_upper_limit() -> None:
+    with_range = quantitative([c.alt(120, high=30)], "alt-tests", TERMS, {"u/l": 40})
+    assert with_range[0].uln_multiple == 4.0 and with_range[0].uln_from_lab
+    default = quantitative([c.alt(120, high=None)], "alt-tests", TERMS, {"u/l": 40})
+    assert default[0].uln_multiple == 3.0 and not default[0].uln_from_lab
+    bilirubin = c.lab_value("1975-2", "Bilirubin total", 42, "umol/L", when=-3)
+    assert quantitative([bilirubin], "bilirubin-total-tests", TERMS, {"umol/l": 21})[0].uln_multiple == 2.0
+
+
+# ---------------------------------------------------------------------------------- conditions
+
+
+@pytest.mark.parametrize(
+    ("clinical", "verification", "counts"),
+    [
+        ("active", None, True),
+        ("recurrence", "confirmed", True),
+        (None, None, True),
+        ("resolved", None, False),
+        ("inactive", None, False),
+        ("active", "refuted", False),
+        ("active", "entered-in-error", False),
+        ("active", "provisional", True),
+    ],
+)
+def test_condition_status(clinical: str | None, verification: str | None, counts: bool) -> None:
+    condition = c.condition(
+        c.ICD10, "F11.20", "Opioid dependence", clinical=clinical, verification=verification
+    )
+    assert bool(current_diagnoses([condition], "opioid-use-disorder", TERMS)) is counts
+
+
+@pytest.mark.parametrize(
+    ("system", "code"),
+    [
+        (c.ICD10, "F11.21"),
+        (c.ICD10, "F1121"),
+        ("urn:oid:2.16.840.1.113883.6.90", "F11.20"),
+        (c.SNOMED, "75544000"),
+    ],
+)
+def test_condition_codes_in_the_forms_ehrs_send(system: str, code: str) -> None:
+    condition = c.condition(system, code, "opioid use disorder")
+    assert current_diagnoses([condition], "opioid-use-disorder", TERMS)
+
+
+@pytest.mark.parametrize(
+    ("allergy", "counts"),
+    [
+        (c.allergy(c.rx("7243", "naltrexone")), True),
+        (c.allergy({"text": "Naltrexone (ReVia)"}), True),
+        (c.allergy({"text": "nuts"}) | {"reaction": [{"substance": {"text": "naltrexone"}}]}, True),
+        (c.allergy(c.rx("7243", "naltrexone"), verification="refuted"), False),
+        (c.allergy(c.rx("7243", "naltrexone"), clinical="inactive"), False),
+        (c.allergy({"text": "naloxone"}), False),
+    ],
+)
+def test_naltrexone_allergy(allergy: dict[str, Any], counts: bool) -> None:
+    assert bool(naltrexone_allergies([allergy], TERMS)) is counts
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-11-22", date(2026, 11, 22)),
+        ("2026-11", date(2026, 11, 1)),
+        ("2026", date(2026, 1, 1)),
+        ("2026-11-22T23:30:00-05:00", date(2026, 11, 23)),
+        ("2026-11-22T10:00:00Z", date(2026, 11, 22)),
+        ("not a date", None),
+        (20261122, None),
+    ],
+)
+def test_dates(value: Any, expected: date | None) -> None:
+    assert parse_day(value) == expected

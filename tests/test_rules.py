@@ -1,0 +1,578 @@
+"""Every rule id of the contract: a case where it fires (right indicator, right suggestion) and a near miss.
+
+Each case is a complete CDS Hooks request run through the real pipeline (validate -> gather -> facts ->
+durable-rules -> cards) as of tests.conftest.NOW (2026-11-22).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from cds_service.rulebook import RuleBook
+from tests import clinical as c
+from tests.builders import naltrexone_order
+from tests.conftest import assert_valid
+
+
+@dataclass
+class Case:
+    name: str
+    body: dict[str, Any]
+    fires: dict[str, str] = field(default_factory=dict)  # rule id -> indicator
+    absent: tuple[str, ...] = ()
+    hook: str = "order-select"
+
+
+def _case(
+    name: str,
+    *resources: Any,
+    fires: dict[str, str] | None = None,
+    absent: tuple[str, ...] = (),
+    order: Any = None,
+    hook: str = "order-select",
+    **kwargs: Any,
+) -> Case:
+    return Case(name, c.scenario(*resources, order=order, hook=hook, **kwargs), fires or {}, absent, hook)
+
+
+OUD = c.oud()
+NEG_UDS = c.urine_opiates("Negative", when=-1)
+PASSED = c.naloxone_challenge("passed", when=-1)
+LFT_OK = c.alt(30)
+RESCUE = c.medication_request(c.NALOXONE_SPRAY, authored=-100, supply_days=None)
+# everything a standard-dose OUD start wants is on record: only the rule under test should differ
+READY = (OUD, NEG_UDS, PASSED, LFT_OK, RESCUE)
+
+CASES = [
+    # --- opioid-active -------------------------------------------------------------------------
+    _case(
+        "active oxycodone prescription",
+        c.medication_request(c.OXYCODONE, authored=-3),
+        *READY,
+        fires={"opioid-active": "critical"},
+        absent=("opioid-recent", "test-dose"),
+    ),
+    _case(
+        "opioid in the same draft orders",
+        *READY,
+        drafts=[c.opioid_order()],
+        fires={"opioid-active": "critical"},
+    ),
+    _case("active opioid statement", c.statement(c.METHADONE), *READY, fires={"opioid-active": "critical"}),
+    _case(
+        "dispense whose supply covers today",
+        c.dispense(c.OXYCODONE, handed=-5, days_supply=10),
+        *READY,
+        fires={"opioid-active": "critical"},
+    ),
+    _case(
+        "near miss: completed prescription that ended 20 days ago",
+        c.medication_request(c.OXYCODONE, status="completed", authored=-50, supply_days=30),
+        *READY,
+        absent=("opioid-active", "opioid-recent"),
+    ),
+    _case(
+        "near miss: Embeda drafted is an opioid, but the naltrexone in it is not a naltrexone order",
+        *READY,
+        order=c.opioid_order(c.EMBEDA),
+        absent=("opioid-active", "test-dose", "lft-needed"),
+    ),
+    # --- opioid-recent -------------------------------------------------------------------------
+    _case(
+        "dispense ended 4 days ago (short-acting)",
+        c.dispense(c.OXYCODONE, handed=-10, days_supply=7),
+        *READY,
+        fires={"opioid-recent": "critical"},
+        absent=("opioid-active",),
+    ),
+    _case(
+        "methadone ended 12 days ago (14-day interval)",
+        c.statement(c.METHADONE, status="completed", start=-90, end=-12),
+        *READY,
+        fires={"opioid-recent": "critical"},
+    ),
+    _case(
+        "low-dose naltrexone after a recent opioid is a warning",
+        c.dispense(c.OXYCODONE, handed=-10, days_supply=7),
+        order=c.ldn_order(),
+        fires={"opioid-recent": "warning"},
+    ),
+    _case(
+        "near miss: short-acting opioid ended exactly 10 days ago",
+        c.dispense(c.OXYCODONE, handed=-19, days_supply=10),
+        *READY,
+        absent=("opioid-recent", "opioid-active"),
+    ),
+    _case(
+        "near miss: methadone ended 14 days ago",
+        c.statement(c.METHADONE, status="completed", start=-90, end=-14),
+        *READY,
+        absent=("opioid-recent",),
+    ),
+    # --- opioid-history-unverified ---------------------------------------------------------------
+    _case(
+        "medication history reported as failed",
+        *READY,
+        fires={"opioid-history-unverified": "warning"},
+        prefetch_override={
+            "medicationDispenses": {
+                "resourceType": "OperationOutcome",
+                "issue": [{"severity": "error", "code": "timeout", "diagnostics": "pharmacy feed timed out"}],
+            }
+        },
+    ),
+    _case("near miss: empty medication history is an answer", *READY, absent=("opioid-history-unverified",)),
+    # --- opioid-withdrawal ---------------------------------------------------------------------
+    _case(
+        "active opioid withdrawal",
+        c.condition(c.ICD10, "F11.23", "Opioid dependence with withdrawal"),
+        *READY,
+        fires={"opioid-withdrawal": "critical"},
+        absent=("naloxone-challenge-needed",),
+    ),
+    _case(
+        "near miss: resolved withdrawal",
+        c.condition(c.ICD10, "F11.23", "Opioid dependence with withdrawal", clinical="resolved"),
+        *READY,
+        absent=("opioid-withdrawal",),
+    ),
+    _case(
+        "near miss: refuted withdrawal",
+        c.condition(c.SNOMED, "87132004", "Opioid withdrawal", verification="refuted"),
+        *READY,
+        absent=("opioid-withdrawal",),
+    ),
+    # --- uds-positive --------------------------------------------------------------------------
+    _case(
+        "positive urine opioid screen 3 days ago",
+        OUD,
+        c.urine_opiates("POS", when=-3),
+        LFT_OK,
+        RESCUE,
+        fires={"uds-positive": "critical"},
+    ),
+    _case(
+        "near miss: passed naloxone challenge after the positive screen",
+        OUD,
+        c.urine_opiates("positive", when=-3),
+        c.naloxone_challenge("passed", when=-1),
+        LFT_OK,
+        RESCUE,
+        absent=("uds-positive",),
+    ),
+    _case(
+        "near miss: positive naltrexone assay is not an opioid screen",
+        *READY,
+        c.observation("19609-7", "Naltrexone [Presence] in Urine", when=-2, valueString="Positive"),
+        absent=("uds-positive",),
+    ),
+    _case(
+        "near miss: positive screen 15 days ago",
+        OUD,
+        c.urine_opiates("positive", when=-15),
+        NEG_UDS,
+        PASSED,
+        LFT_OK,
+        RESCUE,
+        absent=("uds-positive",),
+    ),
+    # --- uds-needed ----------------------------------------------------------------------------
+    _case("OUD and no urine screen", OUD, PASSED, LFT_OK, RESCUE, fires={"uds-needed": "warning"}),
+    _case(
+        "near miss: negative screen 6 days ago",
+        OUD,
+        c.urine_opiates("negative", when=-6),
+        PASSED,
+        LFT_OK,
+        RESCUE,
+        absent=("uds-needed",),
+    ),
+    _case(
+        "near miss: no OUD and no opioid exposure", LFT_OK, absent=("uds-needed", "naloxone-challenge-needed")
+    ),
+    # --- naloxone-challenge-failed / needed ----------------------------------------------------
+    _case(
+        "failed naloxone challenge yesterday",
+        OUD,
+        NEG_UDS,
+        c.naloxone_challenge("failed", when=-1),
+        LFT_OK,
+        RESCUE,
+        fires={"naloxone-challenge-failed": "critical"},
+        absent=("naloxone-challenge-needed",),
+    ),
+    _case(
+        "near miss: failed challenge 8 days ago",
+        OUD,
+        NEG_UDS,
+        c.naloxone_challenge("failed", when=-8),
+        LFT_OK,
+        RESCUE,
+        absent=("naloxone-challenge-failed",),
+        fires={"naloxone-challenge-needed": "info"},
+    ),
+    _case(
+        "near miss: failed then passed rechallenge",
+        OUD,
+        NEG_UDS,
+        c.naloxone_challenge("failed", when=-3),
+        c.naloxone_challenge("passed", when=-1),
+        LFT_OK,
+        RESCUE,
+        absent=("naloxone-challenge-failed", "naloxone-challenge-needed"),
+    ),
+    _case(
+        "opioid use in 90 days and no challenge",
+        c.dispense(c.OXYCODONE, handed=-60, days_supply=5),
+        NEG_UDS,
+        LFT_OK,
+        fires={"naloxone-challenge-needed": "info"},
+    ),
+    # --- hepatic -------------------------------------------------------------------------------
+    _case(
+        "acute hepatitis",
+        c.condition(c.SNOMED, "37871000", "Acute hepatitis"),
+        *READY,
+        fires={"hepatic-contraindication": "critical"},
+        absent=("test-dose", "lft-needed"),
+    ),
+    _case(
+        "near miss: resolved acute hepatitis",
+        c.condition(c.ICD10, "B17.10", "Acute hepatitis C", clinical="resolved"),
+        *READY,
+        absent=("hepatic-contraindication",),
+    ),
+    _case(
+        "decompensated cirrhosis",
+        c.condition(c.SNOMED, "716203000", "Decompensated cirrhosis of liver"),
+        *READY,
+        fires={"hepatic-impairment": "warning"},
+    ),
+    _case(
+        "near miss: compensated cirrhosis alone",
+        c.condition(c.ICD10, "K74.60", "Unspecified cirrhosis of liver"),
+        *READY,
+        absent=("hepatic-impairment",),
+    ),
+    _case("ALT 4x ULN", OUD, NEG_UDS, PASSED, RESCUE, c.alt(160), fires={"lft-elevated": "warning"}),
+    _case("AST 6x ULN", OUD, NEG_UDS, PASSED, RESCUE, c.ast(240), fires={"lft-elevated": "critical"}),
+    _case(
+        "ALT 3x ULN with bilirubin 2.5x",
+        OUD,
+        NEG_UDS,
+        PASSED,
+        RESCUE,
+        c.alt(120),
+        c.bilirubin(3.0),
+        fires={"lft-elevated": "critical"},
+    ),
+    _case("near miss: ALT 2.9x ULN", OUD, NEG_UDS, PASSED, RESCUE, c.alt(116), absent=("lft-elevated",)),
+    _case(
+        "near miss: ALT 5x ULN 91 days ago",
+        OUD,
+        NEG_UDS,
+        PASSED,
+        RESCUE,
+        c.alt(200, when=-91),
+        absent=("lft-elevated",),
+        fires={"lft-needed": "info"},
+    ),
+    _case(
+        "ALT without a reference range uses the configured ULN",
+        OUD,
+        NEG_UDS,
+        PASSED,
+        RESCUE,
+        c.alt(130, high=None),
+        fires={"lft-elevated": "warning"},
+    ),
+    _case("near miss: ALT in 90 days", *READY, absent=("lft-needed",)),
+    # --- hypersensitivity ----------------------------------------------------------------------
+    _case(
+        "naltrexone allergy",
+        c.allergy(c.rx("7243", "naltrexone")),
+        *READY,
+        fires={"hypersensitivity": "critical"},
+    ),
+    _case(
+        "near miss: resolved naltrexone allergy",
+        c.allergy(c.rx("7243", "naltrexone"), clinical="resolved"),
+        *READY,
+        absent=("hypersensitivity",),
+    ),
+    _case(
+        "near miss: naloxone is not naltrexone",
+        c.allergy({"text": "naloxone"}),
+        *READY,
+        absent=("hypersensitivity",),
+    ),
+    # --- pregnancy -----------------------------------------------------------------------------
+    _case(
+        "pregnant (condition)",
+        c.condition(c.ICD10, "Z33.1", "Pregnant state, incidental"),
+        *READY,
+        fires={"pregnancy": "warning"},
+    ),
+    _case(
+        "positive hCG 10 days ago",
+        c.observation("2106-3", "hCG Ql Ur", when=-10, valueString="positive"),
+        *READY,
+        fires={"pregnancy": "warning"},
+    ),
+    _case(
+        "near miss: positive hCG 31 days ago",
+        c.observation("2106-3", "hCG Ql Ur", when=-31, valueString="positive"),
+        *READY,
+        absent=("pregnancy",),
+    ),
+    # --- test-dose -----------------------------------------------------------------------------
+    _case("OUD, 50 mg daily, no naltrexone in 30 days", *READY, fires={"test-dose": "warning"}),
+    _case(
+        "near miss: naltrexone taken 20 days ago",
+        *READY,
+        c.dispense(("1483744", "naltrexone hydrochloride 50 MG Oral Tablet"), handed=-50, days_supply=30),
+        absent=("test-dose",),
+    ),
+    _case(
+        "near miss: alcohol use disorder only",
+        c.condition(c.ICD10, "F10.20", "Alcohol dependence"),
+        NEG_UDS,
+        LFT_OK,
+        absent=("test-dose", "naloxone-rescue"),
+    ),
+    _case(
+        "near miss: the order is already the 25 mg test dose",
+        *READY,
+        order=naltrexone_order(
+            dosageInstruction=[
+                {
+                    "timing": {"repeat": {"count": 1}},
+                    "doseAndRate": [
+                        {"doseQuantity": {"value": 25, "unit": "mg", "system": c.UCUM, "code": "mg"}}
+                    ],
+                }
+            ]
+        ),
+        absent=("test-dose", "dose-unrecognized"),
+    ),
+    # --- xr-dose / dose-unrecognized -----------------------------------------------------------
+    _case(
+        "extended-release 190 mg",
+        *READY,
+        order=c.xr_order(190),
+        fires={"xr-dose": "warning"},
+        absent=("dose-unrecognized", "test-dose"),
+    ),
+    _case(
+        "extended-release given subcutaneously",
+        *READY,
+        order=c.xr_order(380, route="34206005"),
+        fires={"xr-dose": "warning"},
+    ),
+    _case(
+        "near miss: 380 mg IM every 4 weeks",
+        *READY,
+        order=c.xr_order(),
+        absent=("xr-dose", "dose-unrecognized"),
+    ),
+    _case(
+        "oral 75 mg daily is not a known regimen",
+        *READY,
+        order=naltrexone_order(
+            dosageInstruction=[
+                {
+                    "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                    "doseAndRate": [{"doseQuantity": {"value": 75, "unit": "mg"}}],
+                }
+            ]
+        ),
+        fires={"dose-unrecognized": "warning"},
+    ),
+    _case(
+        "no dose at all",
+        *READY,
+        order=naltrexone_order(dosageInstruction=[{"text": "as directed"}]),
+        fires={"dose-unrecognized": "warning"},
+    ),
+    _case(
+        "near miss: 100 mg every 2 days",
+        *READY,
+        order=naltrexone_order(
+            dosageInstruction=[
+                {
+                    "timing": {"repeat": {"frequency": 1, "period": 2, "periodUnit": "d"}},
+                    "doseAndRate": [{"doseQuantity": {"value": 100, "unit": "mg"}}],
+                }
+            ]
+        ),
+        absent=("dose-unrecognized",),
+    ),
+    # --- naloxone-rescue -----------------------------------------------------------------------
+    _case(
+        "OUD and no naloxone in 12 months", OUD, NEG_UDS, PASSED, LFT_OK, fires={"naloxone-rescue": "info"}
+    ),
+    _case("near miss: naloxone prescribed 100 days ago", *READY, absent=("naloxone-rescue",)),
+    _case(
+        "near miss: naloxone ordered in the same session",
+        OUD,
+        NEG_UDS,
+        PASSED,
+        LFT_OK,
+        drafts=[c.medication_request(c.NALOXONE_SPRAY, status="draft", supply_days=None)],
+        absent=("naloxone-rescue",),
+    ),
+    # --- low-dose naltrexone -------------------------------------------------------------------
+    _case(
+        "first LDN order at 1.5 mg at bedtime",
+        order=c.ldn_order(1.5),
+        fires={"ldn-titration": "info"},
+        absent=(
+            "ldn-bedtime",
+            "ldn-max-dose",
+            "ldn-formulation",
+            "dose-unrecognized",
+            "test-dose",
+            "lft-needed",
+        ),
+    ),
+    _case(
+        "first LDN order at 3 mg departs from the plan",
+        order=c.ldn_order(3),
+        fires={"ldn-titration": "warning"},
+    ),
+    _case(
+        "LDN step to 3 mg a week after 1.5 mg",
+        c.medication_request(
+            {"text": "naltrexone 1.5 mg capsule (compounded)"},
+            authored=-8,
+            supply_days=30,
+            dosageInstruction=[{"doseAndRate": [{"doseQuantity": {"value": 1.5, "unit": "mg"}}]}],
+        ),
+        order=c.ldn_order(3),
+        fires={"ldn-titration": "info"},
+    ),
+    _case(
+        "LDN step after only 3 days",
+        c.medication_request(
+            {"text": "naltrexone 1.5 mg capsule (compounded)"},
+            authored=-3,
+            supply_days=30,
+            dosageInstruction=[{"doseAndRate": [{"doseQuantity": {"value": 1.5, "unit": "mg"}}]}],
+        ),
+        order=c.ldn_order(3),
+        fires={"ldn-titration": "warning"},
+    ),
+    _case(
+        "LDN 6 mg is above the maximum",
+        order=c.ldn_order(6),
+        fires={"ldn-max-dose": "warning"},
+        absent=("dose-unrecognized",),
+    ),
+    _case("near miss: LDN 4.5 mg", order=c.ldn_order(4.5), absent=("ldn-max-dose",)),
+    _case("LDN in the morning", order=c.ldn_order(1.5, when=["MORN"]), fires={"ldn-bedtime": "info"}),
+    _case(
+        "near miss: LDN at 21:00",
+        order=c.ldn_order(1.5, when=None)
+        | {
+            "dosageInstruction": [
+                {
+                    "timing": {
+                        "repeat": {"frequency": 1, "period": 1, "periodUnit": "d", "timeOfDay": ["21:00:00"]}
+                    },
+                    "doseAndRate": [{"doseQuantity": {"value": 1.5, "unit": "mg"}}],
+                }
+            ]
+        },
+        absent=("ldn-bedtime",),
+    ),
+    _case(
+        "LDN slow-release",
+        order=c.ldn_order(1.5, text="naltrexone 1.5 mg SR capsule (compounded)"),
+        fires={"ldn-formulation": "warning"},
+    ),
+    _case(
+        "LDN from a split 50 mg tablet",
+        order=c.ldn_order(4.5)
+        | {"medicationCodeableConcept": c.rx("1483744", "naltrexone hydrochloride 50 MG Oral Tablet")},
+        fires={"ldn-formulation": "warning"},
+    ),
+    _case("near miss: compounded immediate-release LDN", order=c.ldn_order(3), absent=("ldn-formulation",)),
+    # --- opioid-blockade -----------------------------------------------------------------------
+    _case(
+        "oxycodone ordered during extended-release naltrexone",
+        c.administration(c.VIVITROL, given=-10),
+        order=c.opioid_order(),
+        fires={"opioid-blockade": "warning"},
+    ),
+    _case(
+        "oxycodone ordered 2 days after the last oral naltrexone",
+        c.dispense(("1483744", "naltrexone hydrochloride 50 MG Oral Tablet"), handed=-32, days_supply=30),
+        order=c.opioid_order(),
+        fires={"opioid-blockade": "warning"},
+    ),
+    _case(
+        "near miss: last oral naltrexone 5 days ago",
+        c.dispense(("1483744", "naltrexone hydrochloride 50 MG Oral Tablet"), handed=-35, days_supply=30),
+        order=c.opioid_order(),
+        absent=("opioid-blockade",),
+    ),
+    _case(
+        "near miss: injection 40 days ago",
+        c.administration(c.VIVITROL, given=-40),
+        order=c.opioid_order(),
+        absent=("opioid-blockade",),
+    ),
+    # --- opioid-interaction --------------------------------------------------------------------
+    _case(
+        "active loperamide",
+        c.medication_request({"text": c.LOPERAMIDE_TEXT}, authored=-2),
+        *READY,
+        fires={"opioid-interaction": "info"},
+    ),
+    _case(
+        "near miss: loperamide finished last month",
+        c.medication_request({"text": c.LOPERAMIDE_TEXT}, status="completed", authored=-40, supply_days=5),
+        *READY,
+        absent=("opioid-interaction",),
+    ),
+    # --- Contrave: opioid-conflict rules only --------------------------------------------------
+    _case(
+        "Contrave with an active opioid",
+        c.medication_request(c.OXYCODONE, authored=-2),
+        order=naltrexone_order(medicationCodeableConcept=c.rx(*c.CONTRAVE)),
+        fires={"opioid-active": "critical"},
+        absent=("ldn-titration", "test-dose", "dose-unrecognized", "lft-needed"),
+    ),
+    _case(
+        "near miss: Contrave gets no start-up guidance",
+        OUD,
+        order=naltrexone_order(medicationCodeableConcept=c.rx(*c.CONTRAVE)),
+        absent=("ldn-titration", "test-dose", "uds-needed", "naloxone-rescue", "lft-needed"),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_rule(case: Case, app: Flask) -> None:
+    body = case.body
+    response = app.test_client().post(f"/cds-services/naltrexone-{case.hook}", json=body)
+    assert response.status_code == 200, response.json
+    assert_valid("CdsResponse", response.json)
+    fired = {card["source"]["topic"]["code"]: card for card in response.json["cards"]}
+    for rule_id, indicator in case.fires.items():
+        assert rule_id in fired, f"{rule_id} did not fire; got {sorted(fired)}"
+        assert fired[rule_id]["indicator"] == indicator
+    for rule_id in case.absent:
+        assert rule_id not in fired, f"{rule_id} fired: {fired[rule_id]['summary']}"
+
+
+def test_every_rule_id_has_a_firing_case_and_a_near_miss(app: Flask) -> None:
+    rulebook: RuleBook = app.extensions["naltrexone_cds"].pipeline.knowledge.rulebook
+    fired = {rule for case in CASES for rule in case.fires}
+    missed = {rule for case in CASES for rule in case.absent}
+    assert set(rulebook.ids) - {"patient-data-unverified"} <= fired
+    assert set(rulebook.ids) - {"patient-data-unverified"} <= missed | {"opioid-history-unverified"}
