@@ -7,10 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 from flask import Flask, Response
 from flask_cors import CORS
 
-from cds_service.knowledge import load_knowledge
 from cds_service.pipeline import Clock, Pipeline, utc_now
-from cds_service.resources import default_rules_dir
-from cds_service.services import load_services
 from cds_service.settings import Settings
 
 try:
@@ -23,21 +20,15 @@ STATE_KEY = "naltrexone_cds"
 
 def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> Flask:
     """The WSGI application. Everything slow (rule files, schemas) is loaded here, once."""
-    from cds_service import api, contract
+    from cds_service import api
 
     settings = settings or Settings.from_env()
-    rules_dir = settings.rules_dir or default_rules_dir()
-    services = load_services(rules_dir)
-    knowledge = load_knowledge(rules_dir, settings.policy_file)
-    contract.validator("OrderSelectRequest")  # compile the request schemas before the first request
-    contract.validator("OrderSignRequest")
+    pipeline = Pipeline.from_settings(settings, clock=clock)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions[STATE_KEY] = api.ServiceState(
-        settings=settings, pipeline=Pipeline(services=services, knowledge=knowledge, clock=clock)
-    )
+    app.extensions[STATE_KEY] = api.ServiceState(settings=settings, pipeline=pipeline)
     CORS(
         app,
         origins=list(settings.cors_origins),

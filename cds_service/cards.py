@@ -58,8 +58,8 @@ def render(matches: Iterable[Match], ctx: CardContext) -> list[dict[str, Any]]:
     contraindicated = {
         key
         for rule_id, hits in fired.items()
-        if rules[rule_id].category == "contraindication"
-        for key in hits
+        for key, variant in hits.items()
+        if rules[rule_id].variants[variant].category == "contraindication"
     }
     cards: list[tuple[int, int, dict[str, Any]]] = []
     for rule_id, hits in fired.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from cds_service.logs import configure as configure_logging
@@ -38,3 +40,41 @@ def serve(
         raise click.UsageError(str(exc)) from None
     configure_logging(settings.log_level)
     run_server(settings)
+
+
+@main.command()
+@click.argument("request", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the raw CDS Hooks response.")
+@click.option(
+    "--today",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Evaluate as of this date (YYYY-MM-DD) instead of today, e.g. a fixture's reference date.",
+)
+@click.option("--service", "service_id", help="Service id; default: the one for the request's hook.")
+@click.option("--rules-dir", type=click.Path(file_okay=False, path_type=Path), help="Rules directory to use.")
+@click.option("--policy-file", type=click.Path(dir_okay=False, path_type=Path), help="Policy overrides.")
+def evaluate(
+    request: str,
+    as_json: bool,
+    today: object,
+    service_id: str | None,
+    rules_dir: Path | None,
+    policy_file: Path | None,
+) -> None:
+    """Evaluate one CDS Hooks request file (or - for stdin) and print the cards; no server needed.
+
+    Exit status: 0 with cards printed; 1 if the request is refused (the OperationOutcome is printed).
+    """
+    from cds_service.evaluate import EvaluationFailed, dump_json, read_request, render_text
+    from cds_service.evaluate import evaluate as run
+
+    try:
+        settings = Settings.from_env(rules_dir=rules_dir, policy_file=policy_file)
+        day = today.date() if hasattr(today, "date") else None
+        response = run(read_request(request), settings=settings, today=day, service_id=service_id)
+    except (SettingsError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except EvaluationFailed as failure:
+        click.echo(dump_json(failure.outcome) if as_json else f"HTTP {failure.status}: {failure}", err=True)
+        raise SystemExit(1) from None
+    click.echo(dump_json(response) if as_json else render_text(response))

@@ -10,13 +10,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cds_service import contract
 from cds_service.cards import CardContext, render
 from cds_service.errors import NotFound
 from cds_service.facts import classify_orders, derive, engine_fact, relevant
 from cds_service.facts.medications import ProductClass
 from cds_service.gather import Fetcher, PrefetchReading
-from cds_service.knowledge import Knowledge
-from cds_service.services import ServiceDefinition
+from cds_service.knowledge import Knowledge, load_knowledge
+from cds_service.resources import default_rules_dir
+from cds_service.services import ServiceDefinition, load_services
+from cds_service.settings import Settings
 from cds_service.validate import parse_hook_request
 
 Clock = Callable[[], datetime]
@@ -32,6 +35,27 @@ class Pipeline:
     knowledge: Knowledge
     fetcher: Fetcher | None = None
     clock: Clock = utc_now
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, clock: Clock = utc_now, fetcher: Fetcher | None = None
+    ) -> Pipeline:
+        """Loads services, rules, value sets and schemas: everything slow happens here, once."""
+        rules_dir = settings.rules_dir or default_rules_dir()
+        contract.validator("OrderSelectRequest")  # compile the request schemas before the first request
+        contract.validator("OrderSignRequest")
+        return cls(
+            services=load_services(rules_dir),
+            knowledge=load_knowledge(rules_dir, settings.policy_file),
+            fetcher=fetcher,
+            clock=clock,
+        )
+
+    def service_for_hook(self, hook: str) -> ServiceDefinition:
+        for service in self.services.values():
+            if service.hook == hook:
+                return service
+        raise NotFound(f"no service answers the {hook!r} hook")
 
     def service(self, service_id: str) -> ServiceDefinition:
         try:

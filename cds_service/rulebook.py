@@ -56,6 +56,9 @@ class Variant:
     indicator: Indicator
     condition: Mapping[str, Any]
     """The complete durable-rules condition on the order fact (applies_to, when and variant when)."""
+    category: Category
+    """Usually the rule's; a variant may differ (opioid-recent is a caution, not a contraindication, for
+    low-dose naltrexone, so it does not hold back low-dose guidance)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +212,7 @@ def _rule(entry: Mapping[str, Any], position: int, context: _Context) -> Rule:
 def _variants(
     entry: Mapping[str, Any], base: list[Mapping[str, Any]], context: _Context, where: str
 ) -> tuple[Variant, ...]:
+    category = entry["category"]
     if "variants" in entry:
         if "indicator" in entry:
             raise RuleBookError(f"{where}: give either indicator or variants, not both")
@@ -223,9 +227,11 @@ def _variants(
         parts = list(base)
         if "when" in spec:
             parts.append(_condition(spec["when"], context, where))
-        variants.append(
-            Variant(indicator=indicator, condition={"$and": parts} if len(parts) > 1 else parts[0])
-        )
+        variant_category = spec.get("category", category)
+        if variant_category not in CATEGORIES:
+            raise RuleBookError(f"{where}: category {variant_category!r} is not one of {CATEGORIES}")
+        condition = {"$and": parts} if len(parts) > 1 else parts[0]
+        variants.append(Variant(indicator=indicator, condition=condition, category=variant_category))
     if not variants:
         raise RuleBookError(f"{where}: no variants")
     return tuple(variants)

@@ -28,6 +28,12 @@ NALOXONE_SPRAY = ("1725059", "naloxone hydrochloride 40 MG/ML Nasal Spray")
 LOPERAMIDE_TEXT = "loperamide 2 mg capsule"
 
 
+def reset_ids() -> None:
+    """Restart resource numbering (fixture files must come out the same on every build)."""
+    global _ids
+    _ids = itertools.count(1)
+
+
 def day(offset: int) -> str:
     """ISO date ``offset`` days from today (negative = in the past)."""
     return (TODAY + timedelta(days=offset)).isoformat()
