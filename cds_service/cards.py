@@ -122,22 +122,31 @@ def _fit(summary: str) -> str:
 
 
 def _detail(rule: Rule, orders: Sequence[OrderFacts], values: Mapping[str, str], ctx: CardContext) -> str:
-    lines = [rule.detail.format_map(values), ""]
-    reviewed = "; ".join(f"{o.label} ({o.reference})" for o in orders)
+    # Names, ids and texts come from the EHR's data: escaped so they cannot add links, HTML or emphasis.
+    safe_values = {key: markdown_safe(value) for key, value in values.items()}
+    lines = [rule.detail.format_map(safe_values), ""]
+    reviewed = "; ".join(markdown_safe(f"{o.label} ({o.reference})") for o in orders)
     lines += [f"**Order reviewed:** {reviewed}", ""]
     evidence = [
         line for name in rule.evidence for line in EVIDENCE[name](orders[0], ctx.facts.patient, ctx.policy)
     ]
     if evidence:
         lines.append("**Patient data behind this card:**")
-        lines += [f"- {line}" for line in evidence]
+        lines += [f"- {markdown_safe(line)}" for line in evidence]
         lines.append("")
-    lines += [f"**What to do:** {rule.advice.format_map(values)}", ""]
+    lines += [f"**What to do:** {rule.advice.format_map(safe_values)}", ""]
     lines.append(
         f"**Source:** [{rule.source.title}]({rule.source.url}), {rule.source.section}. "
         f"Rule `{rule.id}`, rules {ctx.rulebook.version}."
     )
     return "\n".join(lines)
+
+
+_MARKDOWN_SPECIALS = str.maketrans({c: f"\\{c}" for c in "\\`*_[]<>|#"} | {"\n": " ", "\r": " "})
+
+
+def markdown_safe(text: str) -> str:
+    return text.translate(_MARKDOWN_SPECIALS)
 
 
 # ---------------------------------------------------------------------------------- template values
@@ -278,11 +287,7 @@ def _exposures(items: Iterable[Exposure]) -> list[str]:
 def _recent(order: OrderFacts, patient: PatientFacts, policy: Policy) -> list[str]:
     lines = []
     for exposure in patient.recent_opioids:
-        washout = (
-            policy.washout_days_long_acting
-            if exposure.product.long_acting
-            else policy.washout_days_short_acting
-        )
+        washout = policy.washout_days(long_acting=exposure.product.long_acting)
         kind = "methadone/buprenorphine" if exposure.product.long_acting else "short-acting"
         safe = exposure.end + timedelta(days=washout) if exposure.end else None
         lines.append(f"{exposure.evidence()}; {kind}: {washout} opioid-free days → from {_day(safe)}")

@@ -37,12 +37,22 @@ class FetchResult:
     failure: str | None = None
 
 
+class FetchSession(Protocol):
+    """One request's access to its EHR's FHIR server, within one time budget."""
+
+    def search(self, templates: Sequence[PrefetchTemplate]) -> Mapping[str, FetchResult]: ...
+
+    def read_medications(self, ids: Iterable[str]) -> Mapping[str, Mapping[str, Any]]: ...
+
+
 class Fetcher(Protocol):
     """Gets what prefetch lacks from the EHR's FHIR server (the request names it and its token)."""
 
-    def fetch(
-        self, request: HookRequest, templates: Sequence[PrefetchTemplate]
-    ) -> Mapping[str, FetchResult]: ...
+    def allows(self, request: HookRequest) -> bool:
+        """Whether this request's fhirServer may be queried (present, and on any configured allowlist)."""
+        ...
+
+    def open(self, request: HookRequest) -> FetchSession: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,11 +138,17 @@ class PrefetchReading:
 
     def complete(self, request: HookRequest, fetcher: Fetcher | None) -> PatientRecord:
         """The patient record, fetching what prefetch lacks; 412 if required data cannot be had."""
+        session = fetcher.open(request) if fetcher is not None and fetcher.allows(request) else None
         if self._absent:
             _fill_absent(
-                request, self._absent, fetcher, self._collector, self._outcome, self._problems, self._sources
+                request, self._absent, session, self._collector, self._outcome, self._problems, self._sources
             )
             self._absent = []
+        if session is not None:
+            unresolved = _unresolved_medications(self._collector, request.draft_resources)
+            if unresolved:
+                for medication in session.read_medications(unresolved).values():
+                    self._collector.add(medication)
         domains = _domain_availability(self._service.prefetch, self._outcome, self._problems)
         return PatientRecord(resources=self._collector.freeze(), domains=domains, sources=dict(self._sources))
 
@@ -144,35 +160,31 @@ def gather(service: ServiceDefinition, request: HookRequest, fetcher: Fetcher | 
 def _fill_absent(
     request: HookRequest,
     absent: list[PrefetchTemplate],
-    fetcher: Fetcher | None,
+    session: FetchSession | None,
     collector: _Collector,
     outcome: dict[str, Availability],
     problems: dict[str, str],
     sources: dict[str, str],
 ) -> None:
-    if request.fhir_server is None:
-        missing = [t.key for t in absent if t.required]
-        if missing:
+    if session is None:
+        required = [t.key for t in absent if t.required]
+        if required:
+            reason = (
+                "the request has no fhirServer to fetch them from"
+                if request.fhir_server is None
+                else "this deployment may not query the request's fhirServer"
+            )
             raise PreconditionFailed(
                 "prefetch is missing "
-                + ", ".join(repr(k) for k in missing)
-                + " and the request has no fhirServer to fetch them from; send them as prefetch"
-                " (templates at GET /cds-services) or send fhirServer",
+                + ", ".join(repr(k) for k in required)
+                + f" and {reason}; send them as prefetch (templates at GET /cds-services) or send fhirServer",
                 expression="prefetch",
             )
         for template in absent:
             outcome[template.key] = Availability.EMPTY
             sources[template.key] = "not provided (optional)"
         return
-    if fetcher is None:
-        for template in absent:
-            outcome[template.key] = Availability.UNAVAILABLE
-            problems[template.key] = (
-                f"'{template.key}' was not prefetched and this deployment does not query fhirServer"
-            )
-            sources[template.key] = "not available"
-        return
-    results = fetcher.fetch(request, absent)
+    results = session.search(absent)
     for template in absent:
         result = results.get(template.key, FetchResult(failure="not fetched"))
         sources[template.key] = "fhirServer"
@@ -183,6 +195,30 @@ def _fill_absent(
             )
         else:
             _take(template.key, result.resource, f"fhirServer {template.key}", collector, outcome, problems)
+
+
+def _unresolved_medications(collector: _Collector, drafts: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Ids of Medications referenced (not contained) by drafts or medication history but not at hand."""
+    known = set(collector.by_type.get("Medication", {}))
+    wanted: set[str] = set()
+    history = (r for t in _MEDICATION_TYPES for r in collector.by_type.get(t, {}).values())
+    for resource in (*drafts, *history):
+        reference = resource.get("medicationReference")
+        ref = reference.get("reference") if isinstance(reference, Mapping) else None
+        if not isinstance(ref, str) or ref.startswith("#"):
+            continue
+        parts = [p for p in ref.split("/") if p]
+        if len(parts) >= 2 and parts[-2] == "Medication" and parts[-1] not in known:
+            wanted.add(parts[-1])
+    return wanted
+
+
+_MEDICATION_TYPES = (
+    "MedicationRequest",
+    "MedicationDispense",
+    "MedicationStatement",
+    "MedicationAdministration",
+)
 
 
 def _take(

@@ -29,12 +29,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+# Loggers of libraries that would write request URLs (which carry patient ids) at INFO.
+QUIET_LOGGERS = ("httpx", "httpcore", "urllib3")
+
+
 def configure(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def log_fields(**fields: Any) -> dict[str, dict[str, Any]]:

@@ -5,24 +5,30 @@ Nothing here knows about HTTP; the Flask views and the ``evaluate`` command both
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from cds_service import contract
 from cds_service.cards import CardContext, render
 from cds_service.errors import NotFound
-from cds_service.facts import classify_orders, derive, engine_fact, relevant
+from cds_service.facts import classify_orders, derive, engine_fact, medication_index
+from cds_service.facts.fhir import local_day, set_local_timezone
 from cds_service.facts.medications import ProductClass
+from cds_service.fhir_client import FetchPolicy, shared_fetcher
 from cds_service.gather import Fetcher, PrefetchReading
 from cds_service.knowledge import Knowledge, load_knowledge
+from cds_service.logs import log_fields
 from cds_service.resources import default_rules_dir
 from cds_service.services import ServiceDefinition, load_services
 from cds_service.settings import Settings
 from cds_service.validate import parse_hook_request
 
 Clock = Callable[[], datetime]
+log = logging.getLogger("naltrexone_cds.pipeline")
 
 
 def utc_now() -> datetime:
@@ -42,8 +48,17 @@ class Pipeline:
     ) -> Pipeline:
         """Loads services, rules, value sets and schemas: everything slow happens here, once."""
         rules_dir = settings.rules_dir or default_rules_dir()
+        set_local_timezone(ZoneInfo(settings.timezone))
         contract.validator("OrderSelectRequest")  # compile the request schemas before the first request
         contract.validator("OrderSignRequest")
+        if fetcher is None and settings.fhir_fetch:
+            fetcher = shared_fetcher(
+                FetchPolicy(
+                    budget_seconds=settings.fhir_budget_ms / 1000,
+                    max_pages=settings.fhir_max_pages,
+                    allowed_servers=settings.fhir_server_allowlist,
+                )
+            )
         return cls(
             services=load_services(rules_dir),
             knowledge=load_knowledge(rules_dir, settings.policy_file),
@@ -74,21 +89,28 @@ class Pipeline:
             return {"cards": []}
         k = self.knowledge
         reading = PrefetchReading(service, request)
-        first_look = classify_orders(candidates, reading.medications(), k.terminology, k.policy)
-        if not any(
-            relevant(kind) or p.product_class is ProductClass.UNIDENTIFIED for _, p, _, kind in first_look
-        ):
+        local = medication_index(reading.medications().values(), request.draft_full_urls)
+        first_look = classify_orders(candidates, local, k.terminology, k.policy)
+        if not any(o.relevant or o.product.product_class is ProductClass.UNIDENTIFIED for o in first_look):
             return {"cards": []}  # nothing naltrexone- or opioid-related: no patient data needed
 
         record = reading.complete(request, self.fetcher)
-        medications = {m["id"]: m for m in record.of_type("Medication") if isinstance(m.get("id"), str)}
+        medications = medication_index(record.of_type("Medication"), request.draft_full_urls)
         reviewed = [
-            c for c in classify_orders(candidates, medications, k.terminology, k.policy) if relevant(c[3])
+            o for o in classify_orders(candidates, medications, k.terminology, k.policy) if o.relevant
         ]
         if not reviewed:
+            log.warning("no reviewed order could be identified", extra=log_fields(orders=len(candidates)))
             return {"cards": []}
+        drafts = classify_orders(
+            [d for d in request.draft_resources if d.get("resourceType") == "MedicationRequest"],
+            medications,
+            k.terminology,
+            k.policy,
+        )
+        today = local_day(self.clock())
         facts = derive(
-            reviewed, request.draft_resources, record, k.terminology, k.policy, self.clock().date()
+            reviewed, drafts, request.draft_resources, record, medications, k.terminology, k.policy, today
         )
         matches = k.engine.evaluate([engine_fact(order, facts.patient, k.policy) for order in facts.orders])
         context = CardContext(

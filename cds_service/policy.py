@@ -27,6 +27,10 @@ class Policy:
     washout_days_short_acting: int
     washout_days_long_acting: int
     depot_exposure_days: int
+    depot_buprenorphine_exposure_days: int
+    unknown_supply_days: int
+    withdrawal_lookback_days: int
+    pregnancy_max_days: int
     stale_active_prescription_is_current: bool
     opioid_exposure_lookback_days: int
     uds_positive_lookback_days: int
@@ -64,6 +68,9 @@ class Policy:
             problems.append("need ldn_start_dose_mg <= ldn_max_dose_mg <= low_dose_ceiling_mg")
         if problems:
             raise PolicyError("; ".join(problems))
+
+    def washout_days(self, *, long_acting: bool) -> int:
+        return self.washout_days_long_acting if long_acting else self.washout_days_short_acting
 
     def as_template_values(self) -> dict[str, Any]:
         """Flat name -> value map, for ``{{name}}`` placeholders in rule conditions and texts."""

@@ -221,6 +221,9 @@ def _variants(
         specs = [{"indicator": entry["indicator"]}]
     variants = []
     for spec in specs:
+        unknown = set(spec) - {"indicator", "when", "category"}
+        if unknown:
+            raise RuleBookError(f"{where}: unknown variant fields {sorted(unknown)}")
         indicator = _substitute(spec["indicator"], context, where)
         if indicator not in INDICATORS:
             raise RuleBookError(f"{where}: indicator {indicator!r} is not one of {INDICATORS}")

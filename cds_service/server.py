@@ -9,7 +9,7 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from cds_service import create_app
-from cds_service.logs import log_fields
+from cds_service.logs import QUIET_LOGGERS, log_fields
 from cds_service.settings import Settings
 
 log = logging.getLogger("naltrexone_cds.server")
@@ -69,6 +69,7 @@ def logging_config(level: str) -> dict[str, Any]:
         "loggers": {
             "gunicorn.error": {"level": level.upper(), "handlers": ["stderr"], "propagate": False},
             "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
+            **{name: {"level": "WARNING"} for name in QUIET_LOGGERS},
         },
     }
 

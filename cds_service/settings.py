@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cds_service.resources import default_rules_dir
 
@@ -48,6 +49,17 @@ class Settings:
         "Comma-separated browser origins allowed by CORS (e.g. the CDS Hooks sandbox's); `*` allows any.",
     )
     log_level: str = _setting("INFO", "Python logging level of the service (DEBUG, INFO, WARNING, ERROR).")
+    fhir_fetch: bool = _setting(
+        True, "Fetch prefetch data the EHR did not send from the request's fhirServer (false: answer 412)."
+    )
+    fhir_budget_ms: int = _setting(300, "Time budget in ms for all fhirServer queries of one request.")
+    fhir_max_pages: int = _setting(10, "Most search result pages followed per prefetch query.")
+    fhir_server_allowlist: tuple[str, ...] = _setting(
+        (), "Comma-separated URL prefixes a request's fhirServer must start with; empty allows any."
+    )
+    timezone: str = _setting(
+        "UTC", 'IANA time zone whose calendar days the rules count (e.g. America/New_York): sets "today".'
+    )
     policy_file: Path | None = _setting(
         None, "YAML file overriding values of rules/policy.yaml (washout days, look-backs, LFT multiples...)."
     )
@@ -68,6 +80,14 @@ class Settings:
             problems.append(f"worker_class must be sync or gthread, not {self.worker_class!r}")
         if self.max_body_bytes < 1024:
             problems.append(f"max_body_bytes must be at least 1024, not {self.max_body_bytes}")
+        if not 20 <= self.fhir_budget_ms <= 10_000:
+            problems.append(f"fhir_budget_ms must be 20-10000, not {self.fhir_budget_ms}")
+        if not 1 <= self.fhir_max_pages <= 1000:
+            problems.append(f"fhir_max_pages must be 1-1000, not {self.fhir_max_pages}")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(f"timezone {self.timezone!r} is not an IANA time zone")
         if not self.cors_origins:
             problems.append("cors_origins must name at least one origin")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -109,14 +129,30 @@ def documented_settings() -> list[tuple[str, str, str]]:
     rows = []
     for f in dataclasses.fields(Settings):
         default = f.default
-        shown = ",".join(default) if isinstance(default, tuple) else ("" if default is None else str(default))
+        if isinstance(default, tuple):
+            shown = ",".join(default)
+        elif isinstance(default, bool):
+            shown = str(default).lower()
+        else:
+            shown = "" if default is None else str(default)
         rows.append((env_var(f.name), shown, f.metadata["help"]))
     return rows
+
+
+def _boolean(name: str, raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{env_var(name)}={raw!r} is not true or false")
 
 
 def _parse(name: str, declared: Any, raw: str) -> Any:
     kind = str(declared)
     try:
+        if kind == "bool":
+            return _boolean(name, raw)
         if kind == "int":
             return int(raw)
         if kind.startswith("tuple"):

@@ -161,7 +161,8 @@ def codings(concept: Any) -> Iterable[Code]:
     """The (system, code) pairs of a CodeableConcept, normalised; malformed entries are skipped."""
     if not isinstance(concept, Mapping):
         return
-    for coding in concept.get("coding") or ():
+    coding_list = concept.get("coding")
+    for coding in coding_list if isinstance(coding_list, list) else ():
         if isinstance(coding, Mapping):
             system, code = coding.get("system"), coding.get("code")
             if isinstance(system, str) and isinstance(code, str) and code:
@@ -173,7 +174,8 @@ def concept_texts(concept: Any) -> list[str]:
     if not isinstance(concept, Mapping):
         return []
     texts = [concept["text"]] if isinstance(concept.get("text"), str) else []
-    for coding in concept.get("coding") or ():
+    coding_list = concept.get("coding")
+    for coding in coding_list if isinstance(coding_list, list) else ():
         if isinstance(coding, Mapping) and isinstance(coding.get("display"), str):
             texts.append(coding["display"])
     return texts

@@ -40,6 +40,8 @@ class HookRequest:
     fhir_authorization: FhirAuthorization | None = field(repr=False)
     draft_resources: tuple[Mapping[str, Any], ...]
     """Every resource in ``context.draftOrders``."""
+    draft_full_urls: Mapping[str, Mapping[str, Any]]
+    """Draft resources by their Bundle ``fullUrl`` (references like ``urn:uuid:...`` point at them)."""
     reviewed_orders: tuple[Mapping[str, Any], ...]
     """The MedicationRequests under review: the selected ones (order-select) or all (order-sign)."""
     prefetch: Mapping[str, Any] = field(repr=False)
@@ -109,6 +111,9 @@ def parse_hook_request(service: ServiceDefinition, body: Any) -> HookRequest:
         if authorization
         else None,
         draft_resources=draft_resources,
+        draft_full_urls={
+            entry["fullUrl"]: entry["resource"] for entry in draft_entries if entry.get("fullUrl")
+        },
         reviewed_orders=reviewed,
         prefetch=body.get("prefetch") or {},
     )

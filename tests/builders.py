@@ -21,6 +21,7 @@ PREFETCH_KEYS = (
     "conditions",
     "allergies",
     "labResults",
+    "pregnancyStatus",
     "naloxoneChallenges",
 )
 

@@ -55,7 +55,8 @@ class LiveServer:
         raise RuntimeError(f"server did not become ready in {timeout} s:\n{self.logs()}")
 
     def logs(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def client(self, **kwargs: Any) -> httpx.Client:

@@ -74,7 +74,7 @@ def test_cards_name_their_rule_source_and_the_facts_behind_them(app: Flask) -> N
         ("hypersensitivity", [c.allergy(c.rx("7243", "naltrexone"))], "AllergyIntolerance"),
         (
             "opioid-withdrawal",
-            [c.condition(c.ICD10, "F11.23", "Opioid dependence with withdrawal")],
+            [c.condition(c.ICD10, "F11.23", "Opioid dependence with withdrawal", onset=-2)],
             "Condition",
         ),
     ],

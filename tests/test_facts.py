@@ -17,7 +17,13 @@ from cds_service.facts.medications import (
     exposures,
     medication_of,
 )
-from cds_service.facts.observations import findings_in, naloxone_challenges, quantitative, read_result
+from cds_service.facts.observations import (
+    bilirubin_results,
+    enzyme_results,
+    findings_in,
+    naloxone_challenges,
+    read_result,
+)
 from cds_service.knowledge import load_knowledge
 from cds_service.resources import default_rules_dir
 from tests import clinical as c
@@ -311,8 +317,14 @@ EXPOSURES = [
         4,
     ),
     (
-        "completed request: supply without refills",
+        "completed request: all fills happened, refills included",
         c.medication_request(c.OXYCODONE, status="completed", authored=-25, supply_days=10, repeats=2),
+        True,
+        4,
+    ),
+    (
+        "stopped request: refills may never have been filled",
+        c.medication_request(c.OXYCODONE, status="stopped", authored=-25, supply_days=10, repeats=2),
         False,
         -16,
     ),
@@ -323,10 +335,44 @@ EXPOSURES = [
         None,
     ),
     (
-        "completed request with no supply information: its date",
+        "completed request with no supply information: the usual supply assumed",
         c.medication_request(c.OXYCODONE, status="completed", authored=-40, supply_days=None),
         False,
-        -40,
+        -11,
+    ),
+    (
+        "dispense with no days' supply: the usual supply assumed",
+        {**c.dispense(c.OXYCODONE, handed=-12, days_supply=1), "daysSupply": None},
+        True,
+        17,
+    ),
+    (
+        "a taper: the latest of several dosage instructions",
+        c.medication_request(
+            c.METHADONE,
+            status="completed",
+            authored=-60,
+            supply_days=None,
+            dosageInstruction=[
+                {
+                    "sequence": 1,
+                    "timing": {"repeat": {"boundsPeriod": {"start": c.day(-60), "end": c.day(-30)}}},
+                },
+                {
+                    "sequence": 2,
+                    "timing": {"repeat": {"boundsPeriod": {"start": c.day(-29), "end": c.day(-5)}}},
+                },
+            ],
+        ),
+        False,
+        -5,
+    ),
+    (
+        "a month as an end date means its last day",
+        c.statement(c.OXYCODONE, status="completed")
+        | {"effectivePeriod": {"start": "2026-10", "end": "2026-11"}},
+        True,
+        8,
     ),
     ("dispense: handed over + days' supply", c.dispense(c.OXYCODONE, handed=-5, days_supply=10), True, 4),
     ("active statement", c.statement(c.OXYCODONE), True, None),
@@ -446,12 +492,19 @@ def test_naloxone_challenge_by_project_code_or_by_name() -> None:
 
 
 def test_liver_tests_as_multiples_of_the_upper_limit() -> None:
-    with_range = quantitative([c.alt(120, high=30)], "alt-tests", TERMS, {"u/l": 40})
+    with_range = enzyme_results([c.alt(120, high=30)], "alt-tests", TERMS, 40)
     assert with_range[0].uln_multiple == 4.0 and with_range[0].uln_from_lab
-    default = quantitative([c.alt(120, high=None)], "alt-tests", TERMS, {"u/l": 40})
+    default = enzyme_results([c.alt(120, high=None)], "alt-tests", TERMS, 40)
     assert default[0].uln_multiple == 3.0 and not default[0].uln_from_lab
-    bilirubin = c.lab_value("1975-2", "Bilirubin total", 42, "umol/L", when=-3)
-    assert quantitative([bilirubin], "bilirubin-total-tests", TERMS, {"umol/l": 21})[0].uln_multiple == 2.0
+    spelled = c.lab_value("1742-6", "ALT", 120, "Units/L", when=-2)
+    assert enzyme_results([spelled], "alt-tests", TERMS, 40)[0].uln_multiple == 3.0
+    katal = c.lab_value("1742-6", "ALT", 2.0, "ukat/L", when=-2)
+    assert enzyme_results([katal], "alt-tests", TERMS, 40)[0].uln_multiple == 3.0  # 2 µkat/L = 120 U/L
+    unknown_unit = c.lab_value("1742-6", "ALT", 120, "mg", when=-2)
+    assert enzyme_results([unknown_unit], "alt-tests", TERMS, 40) == []  # unreadable, not "normal"
+    bilirubin = c.lab_value("1975-2", "Bilirubin total", 42, "umol/L", when=-3, high=None)
+    defaults = {"mg/dl": 1.2, "umol/l": 21}
+    assert bilirubin_results([bilirubin], TERMS, defaults)[0].uln_multiple == 2.0
 
 
 # ---------------------------------------------------------------------------------- conditions

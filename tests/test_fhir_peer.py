@@ -81,6 +81,7 @@ def _clinical_resources(patient: str, prefix: str, requests: int) -> list[dict[s
         _observation(f"{prefix}-alt", patient, "laboratory", LOINC, "1742-6"),
         _observation(f"{prefix}-ast", patient, "laboratory", LOINC, "1920-8"),
         _observation(f"{prefix}-nalox", patient, "procedure", LOCAL_OBSERVATION, "naloxone-challenge"),
+        _observation(f"{prefix}-preg", patient, "social-history", LOINC, "82810-3"),
         _observation(f"{prefix}-bp", patient, "vital-signs", LOINC, "85354-9"),
     ]
     return resources
@@ -97,6 +98,7 @@ EXPECTED_FOR_PATIENT = {
     "allergies": {"a-ai1"},
     "labResults": {"a-alt", "a-ast"},
     "naloxoneChallenges": {"a-nalox"},
+    "pregnancyStatus": {"a-preg"},
 }
 
 

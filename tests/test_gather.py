@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
+from cds_service.errors import PreconditionFailed
 from cds_service.gather import Availability, FetchResult, PatientRecord, gather
 from cds_service.resources import default_rules_dir
 from cds_service.services import PrefetchTemplate, ServiceDefinition, load_services
@@ -135,13 +136,29 @@ def test_a_draft_without_a_medication_needs_no_data(client: FlaskClient) -> None
 
 
 class RecordingFetcher:
-    def __init__(self, results: Mapping[str, FetchResult]) -> None:
-        self.results = results
-        self.asked: list[str] = []
+    """A stand-in for the HTTP fetcher, to test gather's decisions (the real one: test_fhir_fetch.py)."""
 
-    def fetch(self, request: HookRequest, templates: Sequence[PrefetchTemplate]) -> Mapping[str, FetchResult]:
+    def __init__(
+        self, results: Mapping[str, FetchResult], medications: Mapping[str, Any] | None = None
+    ) -> None:
+        self.results = results
+        self.medications = medications or {}
+        self.asked: list[str] = []
+        self.read: list[str] = []
+
+    def allows(self, request: HookRequest) -> bool:
+        return request.fhir_server is not None
+
+    def open(self, request: HookRequest) -> RecordingFetcher:
+        return self
+
+    def search(self, templates: Sequence[PrefetchTemplate]) -> Mapping[str, FetchResult]:
         self.asked = [t.key for t in templates]
         return self.results
+
+    def read_medications(self, ids: Iterable[str]) -> Mapping[str, Any]:
+        self.read = sorted(ids)
+        return {i: self.medications[i] for i in self.read if i in self.medications}
 
 
 def test_absent_keys_go_to_the_fetcher_when_there_is_a_fhir_server() -> None:
@@ -163,11 +180,27 @@ def test_absent_keys_go_to_the_fetcher_when_there_is_a_fhir_server() -> None:
     assert "HTTP 503" in record.domains["allergies"].problems[0]
 
 
-def test_without_a_fetcher_absent_keys_with_a_fhir_server_are_unavailable() -> None:
+def test_medications_referenced_but_not_sent_are_read() -> None:
+    body = hook_request(fhirServer="https://ehr.example.org/fhir")
+    referencing = {
+        "resourceType": "MedicationRequest",
+        "id": "rx-9",
+        "status": "active",
+        "medicationReference": {"reference": "Medication/m-9"},
+    }
+    body["prefetch"]["medicationRequests"] = searchset(referencing)
+    medication = {"resourceType": "Medication", "id": "m-9", "code": {"text": "oxycodone 5 mg tablet"}}
+    fetcher = RecordingFetcher({}, {"m-9": medication})
+    record = record_for(body, fetcher)
+    assert fetcher.read == ["m-9"]
+    assert record.of_type("Medication") == (medication,)
+
+
+def test_without_a_fetcher_absent_required_keys_are_412_even_with_a_fhir_server() -> None:
     body = hook_request(fhirServer="https://ehr.example.org/fhir")
     del body["prefetch"]["medicationStatements"]
-    record = record_for(body)
-    assert record.availability("medications") is Availability.UNAVAILABLE
+    with pytest.raises(PreconditionFailed, match="may not query the request's fhirServer"):
+        record_for(body)
 
 
 @pytest.mark.parametrize("key", PREFETCH_KEYS)

@@ -129,7 +129,7 @@ CASES = [
     # --- opioid-withdrawal ---------------------------------------------------------------------
     _case(
         "active opioid withdrawal",
-        c.condition(c.ICD10, "F11.23", "Opioid dependence with withdrawal"),
+        c.condition(c.ICD10, "F11.23", "Opioid dependence with withdrawal", onset=-2),
         *READY,
         fires={"opioid-withdrawal": "critical"},
         absent=("naloxone-challenge-needed",),
@@ -553,6 +553,123 @@ CASES = [
         order=naltrexone_order(medicationCodeableConcept=c.rx(*c.CONTRAVE)),
         absent=("ldn-titration", "test-dose", "uds-needed", "naloxone-rescue", "lft-needed"),
     ),
+    # --- found in review: real-world shapes ----------------------------------------------------
+    _case(
+        "an active monthly extended-release prescription blocks an ordered opioid",
+        c.medication_request(c.VIVITROL, authored=-200, supply_days=28, repeats=11),
+        order=c.opioid_order(),
+        fires={"opioid-blockade": "warning"},
+    ),
+    _case(
+        "presumptive-positive wording counts as positive",
+        OUD,
+        c.urine_opiates("Presumptive Positive", when=-2),
+        LFT_OK,
+        RESCUE,
+        fires={"uds-positive": "critical"},
+    ),
+    _case(
+        "a drug panel's positive fentanyl component",
+        OUD,
+        LFT_OK,
+        RESCUE,
+        c.observation(
+            "LOCAL-PANEL",
+            "Urine drug panel",
+            when=-2,
+            system="urn:local",
+            component=[
+                {"code": {"text": "Fentanyl, urine"}, "valueString": "POSITIVE"},
+                {"code": {"text": "Naltrexone, urine"}, "valueString": "POSITIVE"},
+            ],
+        ),
+        fires={"uds-positive": "critical"},
+    ),
+    _case(
+        "a free-text failed challenge",
+        OUD,
+        NEG_UDS,
+        LFT_OK,
+        RESCUE,
+        c.observation(
+            "NC", "Naloxone challenge", when=-1, system="urn:local", valueString="FAIL - withdrawal signs"
+        ),
+        fires={"naloxone-challenge-failed": "critical"},
+    ),
+    _case(
+        "near miss: a passed challenge too old to clear a positive screen",
+        OUD,
+        LFT_OK,
+        RESCUE,
+        c.urine_opiates("positive", when=-13),
+        c.naloxone_challenge("passed", when=-12),
+        fires={"uds-positive": "critical"},
+    ),
+    _case(
+        "pregnancy diagnosis is not hidden by a male gender marker",
+        *READY,
+        c.condition(c.ICD10, "Z33.1", "Pregnant state"),
+        prefetch_override={"patient": {"resourceType": "Patient", "id": "pat-tests-1", "gender": "male"}},
+        fires={"pregnancy": "warning"},
+    ),
+    _case(
+        "near miss: pregnancy diagnosis from three years ago",
+        *READY,
+        c.condition(c.ICD10, "Z3A.12", "12 weeks gestation", onset=-1100),
+        absent=("pregnancy",),
+    ),
+    _case(
+        "near miss: an old encounter diagnosis of withdrawal",
+        *READY,
+        c.condition(c.ICD10, "F11.23", "Opioid dependence with withdrawal", clinical=None, onset=-700),
+        absent=("opioid-withdrawal",),
+    ),
+    _case(
+        "near miss: hepatitis that has abated",
+        *READY,
+        c.condition(c.ICD10, "B15.9", "Hepatitis A") | {"abatementDateTime": c.day(-300)},
+        absent=("hepatic-contraindication",),
+    ),
+    _case(
+        "near miss: a compounded oral liquid is low-dose naltrexone, not the injection",
+        order=c.ldn_order(1, text="naltrexone 1 mg/mL oral suspension (compounded)"),
+        absent=("xr-dose", "ldn-formulation"),
+        fires={"ldn-titration": "info"},
+    ),
+    _case(
+        "near miss: 'Dr' in a product name is not delayed-release",
+        order=c.ldn_order(1.5, text="naltrexone 1.5 mg capsule per Dr Smith (compounded)"),
+        absent=("ldn-formulation",),
+    ),
+    _case(
+        "an NDC-only unnamed medication in the history cannot be ruled out",
+        *READY,
+        c.medication_request(
+            {"coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": "0406-0552-01"}]}, authored=-2
+        ),
+        fires={"opioid-history-unverified": "warning"},
+    ),
+    _case(
+        "a methadone taper ending 5 days ago",
+        *READY,
+        c.medication_request(
+            c.METHADONE,
+            status="completed",
+            authored=-60,
+            supply_days=None,
+            dosageInstruction=[
+                {
+                    "sequence": 1,
+                    "timing": {"repeat": {"boundsPeriod": {"start": c.day(-60), "end": c.day(-30)}}},
+                },
+                {
+                    "sequence": 2,
+                    "timing": {"repeat": {"boundsPeriod": {"start": c.day(-29), "end": c.day(-5)}}},
+                },
+            ],
+        ),
+        fires={"opioid-recent": "critical"},
+    ),
 ]
 
 
@@ -576,3 +693,27 @@ def test_every_rule_id_has_a_firing_case_and_a_near_miss(app: Flask) -> None:
     missed = {rule for case in CASES for rule in case.absent}
     assert set(rulebook.ids) - {"patient-data-unverified"} <= fired
     assert set(rulebook.ids) - {"patient-data-unverified"} <= missed | {"opioid-history-unverified"}
+
+
+def test_today_is_counted_in_the_configured_time_zone() -> None:
+    """20:00 in New York on 21 November is already 22 November in UTC: the washout must use New York's day."""
+    from datetime import UTC, datetime
+
+    from cds_service import create_app
+    from cds_service.settings import Settings
+
+    evening = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
+    body = c.scenario(c.dispense(c.OXYCODONE, handed=-19, days_supply=10))  # supply ended 2026-11-12
+    try:
+        local = create_app(Settings(timezone="America/New_York"), clock=lambda: evening)
+        response = local.test_client().post("/cds-services/naltrexone-order-select", json=body)
+        codes = {card["source"]["topic"]["code"] for card in response.json["cards"]}
+        assert "opioid-recent" in codes  # 21 Nov in New York: 9 days, not yet 10
+    finally:
+        create_app(Settings())  # back to UTC for the other tests (the zone is per process)
+    utc = create_app(Settings(), clock=lambda: evening)
+    codes = {
+        card["source"]["topic"]["code"]
+        for card in utc.test_client().post("/cds-services/naltrexone-order-select", json=body).json["cards"]
+    }
+    assert "opioid-recent" not in codes

@@ -1,4 +1,10 @@
-"""Diagnoses and allergies that are current, respecting clinical and verification status."""
+"""Diagnoses and allergies that are current, respecting clinical and verification status.
+
+A Condition counts unless the record says otherwise: ``clinicalStatus`` inactive/remission/resolved, an
+``abatement`` in the past, or ``verificationStatus`` refuted/entered-in-error/differential (one of several
+possibilities under consideration). A missing status counts as current: absence is not reassurance.
+Acute states (withdrawal) and time-limited ones (pregnancy) also need a recent enough date.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from cds_service.facts.fhir import Resource, as_dict, as_list, first_day, refere
 from cds_service.terminology import Terminology, codings, concept_texts
 
 _INACTIVE = frozenset({"inactive", "remission", "resolved"})
-_NOT_TRUE = frozenset({"refuted", "entered-in-error"})
+_NOT_TRUE = frozenset({"refuted", "entered-in-error", "differential"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,23 +35,45 @@ def _status(resource: Resource, element: str) -> str | None:
     return codes[0] if codes else None
 
 
-def is_current(resource: Resource) -> bool:
-    """Active unless the record says inactive/resolved or refuted; a missing status counts as active."""
+def is_current(resource: Resource, today: date | None = None) -> bool:
     clinical = _status(resource, "clinicalStatus")
     verification = _status(resource, "verificationStatus")
-    return clinical not in _INACTIVE and verification not in _NOT_TRUE
+    if clinical in _INACTIVE or verification in _NOT_TRUE:
+        return False
+    if resource.get("abatementBoolean") is True:
+        return False
+    abated = first_day(
+        resource.get("abatementDateTime"), as_dict(resource.get("abatementPeriod")).get("end"), end=True
+    )
+    return abated is None or today is None or abated >= today
 
 
 def current_diagnoses(
-    conditions: Iterable[Resource], valueset: str, terminology: Terminology
+    conditions: Iterable[Resource],
+    valueset: str,
+    terminology: Terminology,
+    today: date | None = None,
+    *,
+    within_days: int | None = None,
 ) -> list[Diagnosis]:
+    """Current conditions coded in ``valueset``; with ``within_days``, only those dated that recently
+    (by onset, else recorded date; an undated one still counts)."""
     members = terminology.valuesets.get(valueset)
     found = []
     for condition in conditions:
-        if not is_current(condition):
+        if not is_current(condition, today):
             continue
-        if any(members.contains(s, c) for s, c in codings(condition.get("code"))):
-            found.append(_diagnosis(condition))
+        if not any(members.contains(s, c) for s, c in codings(condition.get("code"))):
+            continue
+        diagnosis = _diagnosis(condition)
+        too_old = (
+            within_days is not None
+            and today is not None
+            and diagnosis.onset is not None
+            and (today - diagnosis.onset).days > within_days
+        )
+        if not too_old:
+            found.append(diagnosis)
     return found
 
 
@@ -65,9 +93,7 @@ def naltrexone_allergies(allergies: Iterable[Resource], terminology: Terminology
     for allergy in allergies:
         if not is_current(allergy):
             continue
-        concepts = [allergy.get("code")] + [
-            as_dict(r).get("substance") for r in as_list(allergy.get("reaction"))
-        ]
+        concepts = [allergy.get("code")] + [r.get("substance") for r in as_list(allergy.get("reaction"))]
         for concept in concepts:
             if terminology.in_valueset("naltrexone-allergens", concept) or terminology.lexicon.matches(
                 "naltrexone", concept_texts(concept)

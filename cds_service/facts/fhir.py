@@ -1,20 +1,28 @@
 """Small, defensive readers for FHIR R4 JSON.
 
 Prefetched resources come from many systems and are not schema-checked one by one (that would cost
-more than the rest of the request): every reader here returns ``None`` for an element that is absent
-or not of the expected shape, and the caller decides what missing means clinically.
+more than the rest of the request): every reader here returns ``None`` (or an empty list) for an
+element that is absent or not of the expected shape, and the caller decides what missing means
+clinically. Nothing here raises on bad data.
+
+Dates become calendar days in the deployment's time zone (``set_local_timezone``, from settings):
+"today" and a record's day must be counted on the same calendar.
 """
 
 from __future__ import annotations
 
+import calendar
+import math
 import re
-from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 Resource = Mapping[str, Any]
 
-_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
+_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+_EARLIEST_YEAR, _LATEST_YEAR = 1900, 2200  # outside: a sentinel like 9999-12-31, not a real date
+_MAX_DAYS = 36_500
 _DURATION_DAYS = {
     "d": 1.0,
     "day": 1.0,
@@ -46,16 +54,32 @@ _MASS_TO_MG = {
     "microgram": 0.001,
     "micrograms": 0.001,
 }
+_local_timezone: tzinfo = UTC
+
+
+def set_local_timezone(zone: tzinfo) -> None:
+    """The zone whose calendar days the service counts in (one per deployment, set at start-up)."""
+    global _local_timezone
+    _local_timezone = zone
+
+
+def local_day(moment: datetime) -> date:
+    return moment.astimezone(_local_timezone).date()
 
 
 def as_dict(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def as_list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Mapping[str, Any]]:
+    """The objects of a FHIR array (a single object is tolerated as a one-element array)."""
     if isinstance(value, list):
-        return value
+        return [item for item in value if isinstance(item, Mapping)]
     return [value] if isinstance(value, Mapping) else []
+
+
+def strings(value: Any) -> list[str]:
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
 def text(value: Any) -> str | None:
@@ -63,30 +87,50 @@ def text(value: Any) -> str | None:
 
 
 def number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A finite number; a numeric string ("30") is read too, as some systems send them."""
+    if isinstance(value, bool):
         return None
-    return float(value)
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, (int, float)):
+        return None
+    result = float(value)
+    return result if math.isfinite(result) else None
 
 
-def parse_day(value: Any) -> date | None:
-    """The calendar day (UTC) of a FHIR date/dateTime/instant; a year or month alone means its first day."""
+def whole_number(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def parse_day(value: Any, *, end: bool = False) -> date | None:
+    """The calendar day of a FHIR date/dateTime/instant.
+
+    A year or month alone means its first day, or its last day when ``end`` is true (an end date
+    "2026-11" covers all of November). Anything else, or a date outside 1900-2200, is ``None``.
+    """
     if not isinstance(value, str):
         return None
     if "T" in value:
         try:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            moment = None
-        if moment is not None:
-            if moment.tzinfo is not None:
-                moment = moment.astimezone(UTC)
-            return moment.date()
+            return None
+        day = local_day(moment) if moment.tzinfo is not None else moment.date()
+        return day if _EARLIEST_YEAR <= day.year <= _LATEST_YEAR else None
     match = _DATE.match(value)
     if not match:
         return None
-    year, month, day = match.group(1), match.group(2) or "01", match.group(3) or "01"
+    year = int(match.group(1))
+    if not _EARLIEST_YEAR <= year <= _LATEST_YEAR:
+        return None
+    month = int(match.group(2)) if match.group(2) else (12 if end else 1)
     try:
-        return date(int(year), int(month), int(day))
+        last = calendar.monthrange(year, month)[1]
+        day_of_month = int(match.group(3)) if match.group(3) else (last if end else 1)
+        return date(year, month, day_of_month)
     except ValueError:
         return None
 
@@ -129,28 +173,18 @@ def referenced_id(reference: Any, resource_type: str) -> str | None:
     return None
 
 
-def code_values(concept: Any) -> list[str]:
-    """The bare codes of a CodeableConcept (any system)."""
-    return [
-        c["code"]
-        for c in as_list(as_dict(concept).get("coding"))
-        if isinstance(c, Mapping) and isinstance(c.get("code"), str)
-    ]
-
-
-def first_day(*values: Any) -> date | None:
+def first_day(*values: Any, end: bool = False) -> date | None:
     for value in values:
-        day = parse_day(value)
+        day = parse_day(value, end=end)
         if day is not None:
             return day
     return None
 
 
 def add_days(day: date, days: float) -> date:
-    return day + timedelta(days=max(0, round(days)))
-
-
-def iter_concepts(values: Iterable[Any]) -> Iterable[Mapping[str, Any]]:
-    for value in values:
-        if isinstance(value, Mapping):
-            yield value
+    """``day`` plus a (clamped) number of days; never past the calendar's end."""
+    count = max(0, min(_MAX_DAYS, round(days))) if math.isfinite(days) else _MAX_DAYS
+    try:
+        return day + timedelta(days=count)
+    except OverflowError:
+        return date.max

@@ -7,9 +7,10 @@ the project's value sets decide its class; the text lexicon decides when no code
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from typing import Any, Literal
@@ -25,10 +26,12 @@ from cds_service.facts.fhir import (
     period_days,
     reference_of,
     referenced_id,
+    strings,
     text,
+    whole_number,
 )
 from cds_service.policy import Policy
-from cds_service.terminology import Code, Terminology, codings, concept_texts
+from cds_service.terminology import RXNORM, Code, Terminology, codings, concept_texts
 
 
 class ProductClass(StrEnum):
@@ -94,10 +97,9 @@ def _resolve_medication(
                 found: Mapping[str, Any] = contained
                 return found
         return None
-    medication_id = referenced_id(reference, "Medication")
-    if medication_id is None and ref.startswith("urn:uuid:"):
-        medication_id = ref
-    return medications.get(medication_id) if medication_id else None
+    # ``medications`` is keyed by id and by fullUrl (a draft bundle may reference ``urn:uuid:...``)
+    medication_id = referenced_id(reference, "Medication") or ref
+    return medications.get(medication_id) or medications.get(ref)
 
 
 def classify(source: MedicationSource, terminology: Terminology) -> Product:
@@ -160,6 +162,11 @@ def classify(source: MedicationSource, terminology: Terminology) -> Product:
         return Product(ProductClass.ANTIDIARRHEAL_OPIOID, name)
     if coded("naloxone-rescue") or named("naloxone_rescue"):
         return Product(ProductClass.NALOXONE_RESCUE, name)
+    if not texts and not any(system == RXNORM for system, _ in codes):
+        # An NDC, SNOMED or local code the value sets do not know, with no name: it could be anything,
+        # an opioid included. (The opioid value sets are complete for RxNorm, so an unknown RxNorm code
+        # is not an opioid.)
+        return Product(ProductClass.UNIDENTIFIED, "medication with an unrecognised code and no name")
     return Product(ProductClass.OTHER, name)
 
 
@@ -248,8 +255,8 @@ _TEXT_DOSE = re.compile(r"(\d+(?:\.\d+)?)\s*(mg|mcg|g)\b", re.IGNORECASE)
 
 
 def dosing_of(resource: Resource, product: Product, terminology: Terminology) -> Dosing:
-    instructions = [d for d in as_list(resource.get("dosageInstruction") or resource.get("dosage"))]
-    dosage = as_dict(instructions[0]) if instructions else {}
+    instructions = _in_sequence(as_list(resource.get("dosageInstruction") or resource.get("dosage")))
+    dosage = instructions[0] if instructions else {}
     quantity = _dose_quantity(dosage)
     dose_mg = mass_mg(quantity)
     units: float | None = None
@@ -260,6 +267,8 @@ def dosing_of(resource: Resource, product: Product, terminology: Terminology) ->
             units = value
             if product.strength_mg is not None:
                 dose_mg = value * product.strength_mg
+    if dose_mg is not None and not (math.isfinite(dose_mg) and 0 < dose_mg < 1_000_000):
+        dose_mg = None  # an impossible amount: treat the dose as unknown
     dosage_text = text(dosage.get("text")) or ""
     if dose_mg is None and dosage_text:
         match = _TEXT_DOSE.search(dosage_text)
@@ -268,7 +277,7 @@ def dosing_of(resource: Resource, product: Product, terminology: Terminology) ->
     timing = as_dict(dosage.get("timing"))
     repeat = as_dict(timing.get("repeat"))
     interval = _interval_days(timing, repeat)
-    count = repeat.get("count") if isinstance(repeat.get("count"), int) else None
+    count = whole_number(repeat.get("count"))
     bedtime = _bedtime(timing, repeat, dosage_text, terminology)
     start = first_day(as_dict(repeat.get("boundsPeriod")).get("start"))
     return Dosing(
@@ -281,6 +290,11 @@ def dosing_of(resource: Resource, product: Product, terminology: Terminology) ->
         start=start,
         description=describe_dosing(dose_mg, interval, count, bedtime),
     )
+
+
+def _in_sequence(instructions: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Dosage instructions in their ``sequence`` order (the first one starts the course)."""
+    return sorted(instructions, key=lambda d: whole_number(d.get("sequence")) or 0)
 
 
 def _dose_quantity(dosage: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -301,7 +315,7 @@ def _interval_days(timing: Mapping[str, Any], repeat: Mapping[str, Any]) -> floa
     if period is not None and unit is not None:
         days = period_days({"value": period, "code": unit})
         frequency = number(repeat.get("frequency")) or 1.0
-        if days is not None and frequency > 0:
+        if days is not None and days > 0 and frequency > 0:
             return days / frequency
     for code in (c.upper() for c in _codes(timing.get("code"))):
         if code in _TIMING_CODES:
@@ -310,25 +324,22 @@ def _interval_days(timing: Mapping[str, Any], repeat: Mapping[str, Any]) -> floa
 
 
 def _codes(concept: Any) -> list[str]:
+    """Bare codes, whatever their system (timing and route codes are often sent without one)."""
     return [c["code"] for c in as_list(as_dict(concept).get("coding")) if isinstance(c.get("code"), str)]
 
 
 def _bedtime(
     timing: Mapping[str, Any], repeat: Mapping[str, Any], dosage_text: str, terminology: Terminology
 ) -> bool:
-    when = {w.upper() for w in as_list_of_str(repeat.get("when"))}
+    when = {w.upper() for w in strings(repeat.get("when"))}
     if when & _BEDTIME_WHEN:
         return True
-    if any(time >= "18:00" or time < "03:00" for time in as_list_of_str(repeat.get("timeOfDay"))):
+    if any(time >= "18:00" or time < "03:00" for time in strings(repeat.get("timeOfDay"))):
         return True
     if "BED" in {c.upper() for c in _codes(timing.get("code"))}:
         return True
     texts = [dosage_text, *concept_texts(timing.get("code"))]
     return terminology.lexicon.matches("bedtime", [t for t in texts if t])
-
-
-def as_list_of_str(value: Any) -> list[str]:
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def _route(
@@ -358,6 +369,8 @@ def describe_dosing(dose_mg: float | None, interval: float | None, count: int | 
 
 
 def _describe_interval(days: float) -> str:
+    if days <= 0:
+        return "at an unreadable interval"
     if abs(days - 1) < 0.01:
         return "daily"
     if days < 1:
@@ -396,7 +409,6 @@ class Exposure:
     """Status active although the calculated supply ran out before today."""
     dose_mg: float | None = None
     detail: str = ""
-    tags: tuple[str, ...] = field(default=())
 
     def days_since_end(self, today: date) -> int | None:
         return None if self.end is None else (today - self.end).days
@@ -426,19 +438,16 @@ def exposures(
     terminology: Terminology,
     policy: Policy,
     today: date,
-    wanted: frozenset[ProductClass] | None = None,
 ) -> list[Exposure]:
     found = []
     for resource in resources:
         resource_type = resource.get("resourceType", "")
         status = text(resource.get("status")) or "unknown"
-        if status in _SKIP.get(resource_type, set()):
+        if status in _SKIP.get(resource_type, set()) or resource.get("doNotPerform") is True:
             continue
-        if resource_type == "MedicationRequest" and resource.get("intent") in _PLANNING_INTENTS:
+        if resource_type == "MedicationRequest" and text(resource.get("intent")) in _PLANNING_INTENTS:
             continue
         product = classify(medication_of(resource, medications), terminology)
-        if wanted is not None and product.product_class not in wanted:
-            continue
         exposure = _exposure(resource, resource_type, status, product, terminology, policy, today)
         if exposure is not None:
             found.append(exposure)
@@ -466,10 +475,14 @@ def _exposure(
         if handed is None:
             return None  # not handed over yet: no exposure to date
         days = period_days(resource.get("daysSupply")) or _supply_days(resource.get("quantity"), dosing)
+        assumed = days is None
         if product.depot:
-            days = max(days or 0, policy.depot_exposure_days)
-        supply_end = add_days(handed, (days or 1) - 1)
-        detail = f"dispensed {handed.isoformat()}" + (f", supply to {supply_end.isoformat()}" if days else "")
+            days = max(days or 0, _depot_days(product, policy))
+        covered = days if days is not None else float(policy.unknown_supply_days)
+        supply_end = add_days(handed, covered - 1)
+        detail = f"dispensed {handed.isoformat()}, supply to {supply_end.isoformat()}"
+        if assumed:
+            detail += f" (days' supply not recorded: {policy.unknown_supply_days} assumed)"
         return Exposure(
             product,
             reference,
@@ -483,9 +496,9 @@ def _exposure(
         )
     effective = as_dict(resource.get("effectivePeriod"))
     start = first_day(effective.get("start"), resource.get("effectiveDateTime"))
-    end = first_day(effective.get("end"), resource.get("effectiveDateTime"), effective.get("start"))
+    end = first_day(effective.get("end"), resource.get("effectiveDateTime"), effective.get("start"), end=True)
     if kind == "administration" and product.depot and end is not None:
-        end = add_days(end, policy.depot_exposure_days - 1)
+        end = add_days(end, _depot_days(product, policy) - 1)
     ongoing = {"statement": {"active", "on-hold", "unknown"}, "administration": {"in-progress", "on-hold"}}[
         kind
     ]
@@ -495,7 +508,7 @@ def _exposure(
             product, reference, kind, status, start, None, True, dose_mg=dosing.dose_mg, detail=detail
         )
     if end is None:
-        end = first_day(resource.get("dateAsserted"))
+        end = first_day(resource.get("dateAsserted"), end=True)
     if end is None:
         return None
     verb = "taken until" if kind == "statement" else "given"
@@ -524,25 +537,30 @@ def _from_request(
         dispense.get("quantity"), dosing
     )
     if product.depot and supply is None:
-        supply = float(policy.depot_exposure_days)
+        supply = float(_depot_days(product, policy))
     still_active = status in ("active", "on-hold", "unknown")
-    allowed = dispense.get("numberOfRepeatsAllowed")
-    repeats = allowed if isinstance(allowed, int) else 0
+    # Refills count while the prescription is active and once it is completed (all fills happened);
+    # a stopped one may have been stopped before its refills.
+    repeats = whole_number(dispense.get("numberOfRepeatsAllowed")) or 0
+    fills = 1 if status == "stopped" else 1 + max(0, repeats)
     bounds_end = _bounds_end(resource)
     end: date | None = None
+    assumed = False
     if start is not None and supply is not None:
-        covered = supply * (1 + repeats) if still_active else supply
-        end = add_days(start, covered - 1)
+        end = add_days(start, supply * fills - 1)
     if bounds_end is not None:
         end = max(end, bounds_end) if end else bounds_end
     if end is None and not still_active and start is not None:
-        end = start  # completed or stopped with no supply information: last known day
+        end = add_days(start, policy.unknown_supply_days - 1)  # no supply recorded: assume the usual
+        assumed = True
     if end is None:
         detail = f"{status}" + (f", ordered {start.isoformat()}" if start else "") + ", no end date"
         return Exposure(
             product, reference, "request", status, start, None, True, dose_mg=dosing.dose_mg, detail=detail
         )
     ordered = f", ordered {start.isoformat()}" if start else ""
+    if assumed:
+        ordered += f" (no supply recorded: {policy.unknown_supply_days} days assumed)"
     if end >= today:
         detail = f"{status}{ordered}, supply to {end.isoformat()}"
         return Exposure(
@@ -551,7 +569,7 @@ def _from_request(
     if still_active:
         # Inside the opioid-free interval the supply end dates the last exposure (opioid-recent); past
         # it, a prescription nobody marked stopped is not evidence of being opioid-free.
-        washout = policy.washout_days_long_acting if product.long_acting else policy.washout_days_short_acting
+        washout = policy.washout_days(long_acting=product.long_acting)
         current = policy.stale_active_prescription_is_current and (today - end).days >= washout
         detail = f"still {status}{ordered}, but its calculated supply ended {end.isoformat()}"
         return Exposure(
@@ -573,12 +591,22 @@ def _from_request(
 
 
 def _bounds_end(resource: Resource) -> date | None:
-    for dosage in as_list(resource.get("dosageInstruction")):
-        repeat = as_dict(as_dict(dosage.get("timing")).get("repeat"))
-        end = first_day(as_dict(repeat.get("boundsPeriod")).get("end"))
-        if end is not None:
-            return end
-    return None
+    """The latest end of any dosage instruction (a taper is several instructions, one after another)."""
+    ends = [
+        first_day(
+            as_dict(as_dict(as_dict(d.get("timing")).get("repeat")).get("boundsPeriod")).get("end"), end=True
+        )
+        for d in as_list(resource.get("dosageInstruction"))
+    ]
+    known = [end for end in ends if end is not None]
+    return max(known) if known else None
+
+
+def _depot_days(product: Product, policy: Policy) -> int:
+    """How long one depot dose counts as exposure: buprenorphine depots act far longer than a month."""
+    if product.product_class is ProductClass.OPIOID:
+        return policy.depot_buprenorphine_exposure_days
+    return policy.depot_exposure_days
 
 
 def _supply_days(quantity: Any, dosing: Dosing) -> float | None:

@@ -1,17 +1,22 @@
 """Laboratory results and the naloxone challenge, as dated, interpreted findings.
 
-How a result is read, in order: the Observation's ``interpretation`` (POS/DET/A/H... vs NEG/ND/N),
-then a coded value (positive/negative answer value sets), then a ``valueString`` ("POS", "Negative",
-"not detected"...), then a ``valueBoolean``, then a ``valueQuantity`` against its reference range.
+How a result is read, in order: the Observation's ``interpretation`` (POS/DET/A/H... vs NEG/ND/N, HL7
+v3 or v2 table 0078), then a coded value (positive/negative answer value sets), then words in a coded
+value's text or a ``valueString`` ("Presumptive positive", "not detected", "FAIL - withdrawal signs"...;
+negative wording is checked first, so "not detected" is never read as "detected"), then a
+``valueBoolean`` (screens only: true = present), then a ``valueQuantity`` against its reference range.
 A result none of these decide is *unreadable*: it is never taken as negative.
+
+Drug panels often carry each drug as a ``component``: components are read like Observations of their own,
+dated and statused by their parent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Literal
+from typing import Literal
 
 from cds_service.facts.fhir import Resource, as_dict, as_list, first_day, number, reference_of, text
 from cds_service.terminology import V3_INTERPRETATION, Terminology, codings, concept_texts
@@ -19,9 +24,23 @@ from cds_service.terminology import V3_INTERPRETATION, Terminology, codings, con
 Result = Literal["positive", "negative"]
 
 _COUNTED_STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
+_INTERPRETATION_SYSTEMS = frozenset(
+    {V3_INTERPRETATION, "http://terminology.hl7.org/CodeSystem/v2-0078", "http://hl7.org/fhir/v2/0078"}
+)
 _POSITIVE_INTERPRETATIONS = frozenset({"POS", "DET", "A", "AA", "H", "HH", "HU", ">"})
 _NEGATIVE_INTERPRETATIONS = frozenset({"NEG", "ND", "N"})
 NALOXONE_CHALLENGE = ("http://naltrexone-cds.org/fhir/CodeSystem/observation", "naloxone-challenge")
+# Enzyme activity units as labs spell them, and their factor to U/L.
+_ENZYME_UNITS = {
+    "u/l": 1.0,
+    "iu/l": 1.0,
+    "[iu]/l": 1.0,
+    "units/l": 1.0,
+    "unit/l": 1.0,
+    "ukat/l": 60.0,
+    "µkat/l": 60.0,
+}
+_BILIRUBIN_UNITS = {"mg/dl": "mg/dl", "umol/l": "umol/l", "µmol/l": "umol/l", "micromol/l": "umol/l"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,17 +83,18 @@ def observation_day(observation: Resource) -> date | None:
 
 
 def observation_name(observation: Resource) -> str:
-    code = as_dict(observation.get("code"))
-    texts = concept_texts(code)
+    texts = concept_texts(observation.get("code"))
     return texts[0] if texts else "observation"
 
 
-def read_result(observation: Resource, terminology: Terminology) -> Result | None:
+def read_result(
+    observation: Resource, terminology: Terminology, *, boolean_is_presence: bool = True
+) -> Result | None:
     for interpretation in as_list(observation.get("interpretation")):
         for system, code in codings(interpretation):
-            if system == V3_INTERPRETATION and code.upper() in _POSITIVE_INTERPRETATIONS:
+            if system in _INTERPRETATION_SYSTEMS and code.upper() in _POSITIVE_INTERPRETATIONS:
                 return "positive"
-            if system == V3_INTERPRETATION and code.upper() in _NEGATIVE_INTERPRETATIONS:
+            if system in _INTERPRETATION_SYSTEMS and code.upper() in _NEGATIVE_INTERPRETATIONS:
                 return "negative"
     value_concept = observation.get("valueCodeableConcept")
     if isinstance(value_concept, Mapping):
@@ -82,21 +102,14 @@ def read_result(observation: Resource, terminology: Terminology) -> Result | Non
             return "positive"
         if terminology.in_valueset("result-negative", value_concept):
             return "negative"
-        texts = concept_texts(value_concept)
-        if terminology.lexicon.matches("positive", texts):
-            return "positive"
-        if terminology.lexicon.matches("negative", texts):
-            return "negative"
-    value_string = text(observation.get("valueString"))
-    if value_string is not None:
-        if terminology.lexicon.matches("positive", [value_string]):
-            return "positive"
-        if terminology.lexicon.matches("negative", [value_string]):
-            return "negative"
-    if isinstance(observation.get("valueBoolean"), bool):
+    words = concept_texts(value_concept) + [t for t in (text(observation.get("valueString")),) if t]
+    if terminology.lexicon.matches("negative", words):
+        return "negative"
+    if terminology.lexicon.matches("positive", words):
+        return "positive"
+    if boolean_is_presence and isinstance(observation.get("valueBoolean"), bool):
         return "positive" if observation["valueBoolean"] else "negative"
-    quantity = as_dict(observation.get("valueQuantity"))
-    value = number(quantity.get("value"))
+    value = number(as_dict(observation.get("valueQuantity")).get("value"))
     high = _reference_high(observation)
     if value is not None and high is not None:
         return "positive" if value > high else "negative"
@@ -111,80 +124,125 @@ def _reference_high(observation: Resource) -> float | None:
     return None
 
 
-def coded_in(observations: Iterable[Resource], valueset: str, terminology: Terminology) -> Iterable[Resource]:
-    """Observations with a counted status whose code is in ``valueset``."""
-    members = terminology.valuesets.get(valueset)
+def _readings(observations: Iterable[Resource]) -> Iterator[tuple[Resource, Resource]]:
+    """(reading, the Observation it belongs to): each counted Observation and each of its components."""
     for observation in observations:
-        if counted(observation) and any(members.contains(s, c) for s, c in codings(observation.get("code"))):
-            yield observation
+        if not counted(observation):
+            continue
+        yield observation, observation
+        for component in as_list(observation.get("component")):
+            yield component, observation
 
 
-def findings_in(observations: Iterable[Resource], valueset: str, terminology: Terminology) -> list[Finding]:
-    """Counted observations whose code is in ``valueset``, newest first (undated last)."""
-    found = []
-    for observation in coded_in(observations, valueset, terminology):
-        found.append(
-            Finding(
-                reference=reference_of(observation),
-                name=observation_name(observation),
-                day=observation_day(observation),
-                result=read_result(observation, terminology),
-            )
+def coded_in(
+    observations: Iterable[Resource], valueset: str, terminology: Terminology, *, named: str | None = None
+) -> Iterator[tuple[Resource, Resource]]:
+    """Readings whose code is in ``valueset`` (or, for a local code, whose text matches ``named``)."""
+    members = terminology.valuesets.get(valueset)
+    for reading, observation in _readings(observations):
+        code = reading.get("code")
+        coded = any(members.contains(s, c) for s, c in codings(code))
+        if coded or (named and terminology.lexicon.matches(named, concept_texts(code))):
+            yield reading, observation
+
+
+def findings_in(
+    observations: Iterable[Resource], valueset: str, terminology: Terminology, *, named: str | None = None
+) -> list[Finding]:
+    """Counted readings whose code is in ``valueset``, newest first (undated last)."""
+    found = [
+        Finding(
+            reference=reference_of(observation),
+            name=observation_name(reading),
+            day=observation_day(observation),
+            result=read_result(reading, terminology),
         )
+        for reading, observation in coded_in(observations, valueset, terminology, named=named)
+    ]
     return _newest_first(found)
 
 
 def naloxone_challenges(observations: Iterable[Resource], terminology: Terminology) -> list[Finding]:
-    """Challenges recorded as described in rules/README.md, newest first."""
+    """Challenges recorded as described in rules/README.md, newest first.
+
+    A ``valueBoolean`` is not read: whether true means "passed" or "withdrawal seen" depends on how the
+    local form asks the question.
+    """
     found = []
-    for observation in observations:
-        code = observation.get("code")
+    for reading, observation in _readings(observations):
+        code = reading.get("code")
         if NALOXONE_CHALLENGE not in set(codings(code)) and not terminology.lexicon.matches(
             "naloxone_challenge", concept_texts(code)
         ):
-            continue
-        if not counted(observation):
             continue
         found.append(
             Finding(
                 reference=reference_of(observation),
                 name="naloxone challenge",
                 day=observation_day(observation),
-                result=read_result(observation, terminology),
+                result=read_result(reading, terminology, boolean_is_presence=False),
             )
         )
     return _newest_first(found)
 
 
-def quantitative(
-    observations: Iterable[Resource], valueset: str, terminology: Terminology, default_uln: Any
+def enzyme_results(
+    observations: Iterable[Resource], valueset: str, terminology: Terminology, default_uln: float
 ) -> list[Finding]:
-    """Counted numeric results in ``valueset`` with their upper limit of normal, newest first.
+    """ALT/AST results in U/L with their upper limit of normal, newest first.
 
-    ``default_uln`` maps a unit (lower case) to the ULN used when the result has no reference range.
+    A result in a unit that is not an enzyme activity unit, with no reference range, is unreadable and
+    left out (so it cannot hide the need for liver tests).
     """
     found = []
-    for observation in coded_in(observations, valueset, terminology):
-        quantity = as_dict(observation.get("valueQuantity"))
-        value = number(quantity.get("value"))
-        if value is None:
-            continue
-        unit = text(quantity.get("unit")) or text(quantity.get("code"))
-        lab_uln = _reference_high(observation)
-        uln = lab_uln if lab_uln else default_uln.get((unit or "").lower())
-        found.append(
-            Finding(
-                reference=reference_of(observation),
-                name=observation_name(observation),
-                day=observation_day(observation),
-                result=None,
-                value=value,
-                unit=unit,
-                uln=uln,
-                uln_from_lab=bool(lab_uln),
-            )
-        )
+    for reading, observation in coded_in(observations, valueset, terminology):
+        finding = _quantitative(reading, observation, _ENZYME_UNITS, {"u/l": default_uln})
+        if finding is not None:
+            found.append(finding)
     return _newest_first(found)
+
+
+def bilirubin_results(
+    observations: Iterable[Resource], terminology: Terminology, default_uln: Mapping[str, float]
+) -> list[Finding]:
+    """Total bilirubin with its upper limit of normal (mg/dL or µmol/L), newest first."""
+    units = {spelling: 1.0 for spelling in _BILIRUBIN_UNITS}
+    defaults = {spelling: default_uln[canonical] for spelling, canonical in _BILIRUBIN_UNITS.items()}
+    found = []
+    for reading, observation in coded_in(observations, "bilirubin-total-tests", terminology):
+        finding = _quantitative(reading, observation, units, defaults)
+        if finding is not None:
+            found.append(finding)
+    return _newest_first(found)
+
+
+def _quantitative(
+    reading: Resource, observation: Resource, units: Mapping[str, float], default_uln: Mapping[str, float]
+) -> Finding | None:
+    quantity = as_dict(reading.get("valueQuantity"))
+    value = number(quantity.get("value"))
+    if value is None:
+        return None
+    unit = text(quantity.get("code")) or text(quantity.get("unit")) or ""
+    key = unit.replace(" ", "").lower()
+    lab_uln = _reference_high(reading)
+    if lab_uln:
+        uln: float | None = lab_uln
+    elif key in units:
+        value *= units[key]
+        uln = default_uln.get(key) or default_uln.get("u/l")
+    else:
+        return None
+    return Finding(
+        reference=reference_of(observation),
+        name=observation_name(reading),
+        day=observation_day(observation),
+        result=None,
+        value=value,
+        unit=unit or None,
+        uln=uln,
+        uln_from_lab=bool(lab_uln),
+    )
 
 
 def _newest_first(found: list[Finding]) -> list[Finding]:

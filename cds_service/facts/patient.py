@@ -1,0 +1,265 @@
+"""What the record says about the patient, each statement with the FHIR references behind it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from cds_service.facts.conditions import Diagnosis, current_diagnoses, naltrexone_allergies
+from cds_service.facts.fhir import Resource, reference_of
+from cds_service.facts.medications import NALTREXONE_CLASSES, Exposure, ProductClass
+from cds_service.facts.observations import (
+    Finding,
+    bilirubin_results,
+    coded_in,
+    enzyme_results,
+    findings_in,
+    naloxone_challenges,
+    observation_day,
+    within,
+)
+from cds_service.facts.orders import ClassifiedOrder
+from cds_service.gather import Availability, PatientRecord
+from cds_service.policy import Policy
+from cds_service.terminology import Terminology
+
+
+@dataclass(frozen=True)
+class PatientFacts:
+    today: date
+    current_opioids: tuple[Exposure, ...]
+    recent_opioids: tuple[Exposure, ...]
+    """Opioid exposure that ended inside the opioid-free interval (and is not current)."""
+    earliest_start: date | None
+    """First day a naltrexone start is outside every opioid-free interval (None: no recent opioid)."""
+    opioids_within_lookback: tuple[Exposure, ...]
+    draft_opioids: tuple[tuple[str, str], ...]
+    """(reference, name) of opioid orders among the draft orders of the same session."""
+    naltrexone_history: tuple[Exposure, ...]
+    antidiarrheals_current: tuple[Exposure, ...]
+    naloxone_rescue: tuple[str, ...]
+    """References of naloxone/nalmefene prescriptions in the look-back (or in this session's drafts)."""
+    unidentified_medications: tuple[Exposure, ...]
+    uds_positive: Finding | None
+    challenge_after_uds: Finding | None
+    uds_recent: Finding | None
+    challenge_latest: Finding | None
+    alt: Finding | None
+    ast: Finding | None
+    bilirubin: Finding | None
+    oud: tuple[Diagnosis, ...]
+    aud: tuple[Diagnosis, ...]
+    withdrawal: tuple[Diagnosis, ...]
+    hepatic: tuple[Diagnosis, ...]
+    decompensated_cirrhosis: tuple[Diagnosis, ...]
+    pregnancy: tuple[str, ...]
+    allergies: tuple[Diagnosis, ...]
+    unavailable: Mapping[str, tuple[str, ...]]
+    """Data domain -> why it could not be obtained (only domains that could not)."""
+
+    @property
+    def lft_max_multiple(self) -> float | None:
+        multiples = [f.uln_multiple for f in (self.alt, self.ast) if f and f.uln_multiple is not None]
+        return max(multiples) if multiples else None
+
+
+def patient_facts(
+    history: Sequence[Exposure],
+    drafts: Sequence[ClassifiedOrder],
+    record: PatientRecord,
+    terminology: Terminology,
+    policy: Policy,
+    today: date,
+) -> PatientFacts:
+    opioids = [e for e in history if e.product.product_class is ProductClass.OPIOID]
+    recent, earliest = _within_washout(opioids, policy, today)
+    lookback = today - timedelta(days=policy.opioid_exposure_lookback_days)
+    observations = record.of_type("Observation")
+    conditions = record.of_type("Condition")
+    uds, challenges = _screens_and_challenges(observations, terminology, policy, today)
+    return PatientFacts(
+        today=today,
+        current_opioids=tuple(e for e in opioids if e.current),
+        recent_opioids=recent,
+        earliest_start=earliest,
+        opioids_within_lookback=tuple(e for e in opioids if e.current or (e.end and e.end >= lookback)),
+        draft_opioids=tuple((reference_of(d.resource), d.product.name) for d in drafts if d.kind == "opioid"),
+        naltrexone_history=tuple(e for e in history if e.product.product_class in NALTREXONE_CLASSES),
+        antidiarrheals_current=tuple(
+            e for e in history if e.product.product_class is ProductClass.ANTIDIARRHEAL_OPIOID and e.current
+        ),
+        naloxone_rescue=_naloxone_rescue(history, drafts, policy, today),
+        unidentified_medications=tuple(
+            e
+            for e in history
+            if e.product.product_class is ProductClass.UNIDENTIFIED
+            and (e.current or (e.end and e.end >= lookback))
+        ),
+        uds_positive=uds[0],
+        challenge_after_uds=uds[1],
+        uds_recent=uds[2],
+        challenge_latest=challenges,
+        alt=_latest_within(
+            enzyme_results(observations, "alt-tests", terminology, policy.default_uln.alt_u_per_l),
+            today,
+            policy.lft_lookback_days,
+        ),
+        ast=_latest_within(
+            enzyme_results(observations, "ast-tests", terminology, policy.default_uln.ast_u_per_l),
+            today,
+            policy.lft_lookback_days,
+        ),
+        bilirubin=_latest_within(
+            bilirubin_results(
+                observations,
+                terminology,
+                {
+                    "mg/dl": policy.default_uln.bilirubin_mg_per_dl,
+                    "umol/l": policy.default_uln.bilirubin_umol_per_l,
+                },
+            ),
+            today,
+            policy.lft_lookback_days,
+        ),
+        oud=tuple(current_diagnoses(conditions, "opioid-use-disorder", terminology, today)),
+        aud=tuple(current_diagnoses(conditions, "alcohol-use-disorder", terminology, today)),
+        withdrawal=tuple(
+            current_diagnoses(
+                conditions,
+                "opioid-withdrawal",
+                terminology,
+                today,
+                within_days=policy.withdrawal_lookback_days,
+            )
+        ),
+        hepatic=tuple(current_diagnoses(conditions, "acute-hepatitis-or-liver-failure", terminology, today)),
+        decompensated_cirrhosis=_decompensated(conditions, terminology, today),
+        pregnancy=_pregnancy(record, conditions, observations, terminology, policy, today),
+        allergies=tuple(naltrexone_allergies(record.of_type("AllergyIntolerance"), terminology)),
+        unavailable={
+            domain: data.problems
+            for domain, data in record.domains.items()
+            if data.availability is Availability.UNAVAILABLE
+        },
+    )
+
+
+def _within_washout(
+    opioids: Sequence[Exposure], policy: Policy, today: date
+) -> tuple[tuple[Exposure, ...], date | None]:
+    recent = []
+    earliest: date | None = None
+    for exposure in opioids:
+        if exposure.current or exposure.end is None:
+            continue
+        safe = exposure.end + timedelta(days=policy.washout_days(long_acting=exposure.product.long_acting))
+        if safe > today:
+            recent.append(exposure)
+            earliest = max(earliest, safe) if earliest else safe
+    return tuple(recent), earliest
+
+
+def _naloxone_rescue(
+    history: Sequence[Exposure], drafts: Sequence[ClassifiedOrder], policy: Policy, today: date
+) -> tuple[str, ...]:
+    """Prescriptions or dispenses (not a dose given in clinic, e.g. the challenge vial), and drafts."""
+    since = today - timedelta(days=policy.naloxone_rescue_lookback_days)
+    prescribed = tuple(
+        e.reference
+        for e in history
+        if e.product.product_class is ProductClass.NALOXONE_RESCUE
+        and e.kind != "administration"
+        and (e.current or (e.start or e.end or date.min) >= since)
+    )
+    drafted = tuple(
+        reference_of(d.resource) for d in drafts if d.product.product_class is ProductClass.NALOXONE_RESCUE
+    )
+    return prescribed + drafted
+
+
+def _screens_and_challenges(
+    observations: Sequence[Resource], terminology: Terminology, policy: Policy, today: date
+) -> tuple[tuple[Finding | None, Finding | None, Finding | None], Finding | None]:
+    uds = findings_in(observations, "opioid-urine-screens", terminology, named="opioid_drug_test")
+    challenges = [
+        c
+        for c in naloxone_challenges(observations, terminology)
+        if c.result is not None and within(c, today, policy.naloxone_challenge_lookback_days)
+    ]
+    positive = next(
+        (f for f in uds if f.result == "positive" and within(f, today, policy.uds_positive_lookback_days)),
+        None,
+    )
+    passed_after = None
+    if positive is not None and positive.day is not None:
+        day = positive.day
+        passed_after = next(
+            (c for c in challenges if c.result == "negative" and c.day and c.day >= day), None
+        )
+    recent = next((f for f in uds if f.result is not None and within(f, today, policy.uds_recent_days)), None)
+    latest_challenge = challenges[0] if challenges else None
+    return (positive, passed_after, recent), latest_challenge
+
+
+def _latest_within(results: Sequence[Finding], today: date, days: int) -> Finding | None:
+    return next((f for f in results if within(f, today, days)), None)
+
+
+def _decompensated(
+    conditions: Sequence[Resource], terminology: Terminology, today: date
+) -> tuple[Diagnosis, ...]:
+    coded = current_diagnoses(conditions, "decompensated-cirrhosis", terminology, today)
+    cirrhosis = current_diagnoses(conditions, "cirrhosis", terminology, today)
+    events = current_diagnoses(conditions, "liver-decompensation-events", terminology, today)
+    return tuple(coded + (cirrhosis + events if cirrhosis and events else []))
+
+
+def _pregnancy(
+    record: PatientRecord,
+    conditions: Sequence[Resource],
+    observations: Sequence[Resource],
+    terminology: Terminology,
+    policy: Policy,
+    today: date,
+) -> tuple[str, ...]:
+    """Current pregnancy: a recent diagnosis, a positive hCG or a pregnancy status, unless a newer test
+    or status says not pregnant."""
+    diagnoses = current_diagnoses(
+        conditions, "pregnancy-conditions", terminology, today, within_days=policy.pregnancy_max_days
+    )
+    tests = [f for f in findings_in(observations, "hcg-tests", terminology) if f.result is not None]
+    latest_test = next((f for f in tests if within(f, today, policy.hcg_lookback_days)), None)
+    if latest_test is not None and latest_test.result == "negative" and latest_test.day is not None:
+        test_day = latest_test.day
+        diagnoses = [d for d in diagnoses if d.onset is None or d.onset > test_day]
+    evidence = [d.evidence() for d in diagnoses]
+    # A quantitative hCG is also a tumour marker: for a patient recorded as male it is not a pregnancy.
+    if latest_test is not None and latest_test.result == "positive" and not _recorded_male(record):
+        evidence.append(latest_test.evidence("positive"))
+    status = _pregnancy_status(observations, terminology, policy, today)
+    if status:
+        evidence.append(status)
+    return tuple(evidence)
+
+
+def _recorded_male(record: PatientRecord) -> bool:
+    patients = record.of_type("Patient")
+    return bool(patients) and all(p.get("gender") == "male" for p in patients)
+
+
+def _pregnancy_status(
+    observations: Sequence[Resource], terminology: Terminology, policy: Policy, today: date
+) -> str | None:
+    latest: tuple[date, Resource, Resource] | None = None
+    for reading, observation in coded_in(observations, "pregnancy-status-observation", terminology):
+        day = observation_day(observation)
+        if day is None or (today - day).days > policy.hcg_lookback_days:
+            continue
+        if latest is None or day > latest[0]:
+            latest = (day, reading, observation)
+    if latest is None or not terminology.in_valueset(
+        "pregnancy-answers", latest[1].get("valueCodeableConcept")
+    ):
+        return None
+    return f"pregnancy status — {reference_of(latest[2])}, {latest[0].isoformat()}: pregnant"

@@ -1,0 +1,234 @@
+"""Fetching what prefetch lacks from the EHR's FHIR server (CDS Hooks: prefetch *or* fhirServer).
+
+One ``FetchSession`` per request carries the request's ``fhirServer``, its bearer token and one overall
+time budget. Independent queries run concurrently on a per-process thread pool over a pooled httpx
+client; every query is bounded by what is left of the budget, searches follow ``Bundle.link[next]`` up
+to a page limit, and every failure becomes a ``FetchResult`` with a reason (timeout, HTTP status,
+invalid response) — never an exception, so the rest of the advice is still given.
+
+The access token is sent only to the ``fhirServer`` of the same request (a ``next`` link to any other
+origin is not followed), is never logged, and is dropped with the session. URLs are not logged either:
+they carry the patient id.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from cds_service.gather import FetchResult
+from cds_service.logs import log_fields
+from cds_service.services import PrefetchTemplate
+from cds_service.validate import HookRequest
+
+log = logging.getLogger("naltrexone_cds.fhir")
+
+_ACCEPT = "application/fhir+json, application/json;q=0.9"
+
+
+class _Failed(Exception):
+    """A query did not produce usable data; the message says why (no URL, no token)."""
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    budget_seconds: float = 0.3
+    max_pages: int = 10
+    max_medication_reads: int = 50
+    allowed_servers: tuple[str, ...] = ()
+    """URL prefixes a request's fhirServer must start with; empty = any (set this in production)."""
+
+    def allows(self, server: str) -> bool:
+        return not self.allowed_servers or any(server.startswith(prefix) for prefix in self.allowed_servers)
+
+
+class HttpFetcher:
+    """The service's ``Fetcher``: opens a ``FetchSession`` per request."""
+
+    def __init__(self, policy: FetchPolicy) -> None:
+        self.policy = policy
+        self._lock = threading.Lock()
+        self._owner_pid = -1
+        self._client: httpx.Client | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def allows(self, request: HookRequest) -> bool:
+        return request.fhir_server is not None and self.policy.allows(request.fhir_server)
+
+    def open(self, request: HookRequest) -> FetchSession:
+        client, pool = self._resources()
+        return FetchSession(request, client, pool, self.policy)
+
+    def _resources(self) -> tuple[httpx.Client, ThreadPoolExecutor]:
+        # Created lazily in each worker process: a client or pool made before gunicorn forks is not
+        # safe to use in the children.
+        with self._lock:
+            if self._owner_pid != os.getpid() or self._client is None or self._pool is None:
+                self._client = httpx.Client(
+                    follow_redirects=False,
+                    limits=httpx.Limits(
+                        max_connections=32, max_keepalive_connections=16, keepalive_expiry=30
+                    ),
+                    headers={"Accept": _ACCEPT},
+                )
+                self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fhir-fetch")
+                self._owner_pid = os.getpid()
+                atexit.register(self._client.close)
+            return self._client, self._pool
+
+
+@functools.cache
+def shared_fetcher(policy: FetchPolicy) -> HttpFetcher:
+    """One fetcher (connection pool, threads) per process and policy, however many apps are built."""
+    return HttpFetcher(policy)
+
+
+class FetchSession:
+    def __init__(
+        self, request: HookRequest, client: httpx.Client, pool: ThreadPoolExecutor, policy: FetchPolicy
+    ) -> None:
+        assert request.fhir_server is not None
+        self._base = request.fhir_server.rstrip("/") + "/"
+        self._origin = _origin(self._base)
+        self._client = client
+        self._pool = pool
+        self._policy = policy
+        self._deadline = time.monotonic() + policy.budget_seconds
+        self._headers: dict[str, str] = {}
+        if request.fhir_authorization is not None:
+            self._headers["Authorization"] = f"Bearer {request.fhir_authorization.access_token}"
+        self._context = {
+            "patientId": request.patient_id,
+            "userId": request.user_id,
+            "encounterId": request.encounter_id or "",
+        }
+
+    def search(self, templates: Sequence[PrefetchTemplate]) -> dict[str, FetchResult]:
+        """Runs the templates' queries concurrently; a result (data or failure) for every key."""
+        jobs = {template.key: template.render(self._context) for template in templates}
+        return self._run({key: (self._query, query) for key, query in jobs.items()})
+
+    def read_medications(self, ids: Iterable[str]) -> dict[str, Mapping[str, Any]]:
+        """Reads Medication resources by id (those that could not be resolved from the request)."""
+        wanted = sorted(set(ids))[: self._policy.max_medication_reads]
+        results = self._run({mid: (self._read, f"Medication/{mid}") for mid in wanted})
+        return {mid: r.resource for mid, r in results.items() if r.resource is not None}
+
+    def _run(self, jobs: Mapping[str, tuple[Any, str]]) -> dict[str, FetchResult]:
+        if not jobs:
+            return {}
+        started = time.monotonic()
+        futures: dict[str, Future[Mapping[str, Any]]] = {
+            key: self._pool.submit(function, path) for key, (function, path) in jobs.items()
+        }
+        wait(futures.values(), timeout=max(0.0, self._deadline - time.monotonic()))
+        results: dict[str, FetchResult] = {}
+        for key, future in futures.items():
+            if not future.done():
+                future.cancel()
+                results[key] = FetchResult(failure=f"no answer within the {self._budget_ms()} ms budget")
+                continue
+            error = future.exception()
+            if error is None:
+                results[key] = FetchResult(resource=future.result())
+            else:
+                results[key] = FetchResult(
+                    failure=str(error) if isinstance(error, _Failed) else "request failed"
+                )
+        failures = {key: result.failure for key, result in results.items() if result.failure}
+        log.info(
+            "fhir fetch",
+            extra=log_fields(
+                queries=len(jobs),
+                failed=len(failures),
+                ms=round((time.monotonic() - started) * 1000, 1),
+                failures=failures or None,
+            ),
+        )
+        return results
+
+    def _budget_ms(self) -> int:
+        return round(self._policy.budget_seconds * 1000)
+
+    def _remaining(self) -> float:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Failed(f"no answer within the {self._budget_ms()} ms budget")
+        return remaining
+
+    def _get(self, url: str) -> Mapping[str, Any]:
+        if _origin(url) != self._origin:
+            raise _Failed("a page link points outside fhirServer; not followed with the access token")
+        try:
+            response = self._client.get(url, headers=self._headers, timeout=self._remaining())
+        except httpx.TimeoutException:
+            raise _Failed(f"no answer within the {self._budget_ms()} ms budget") from None
+        except httpx.HTTPError as exc:
+            raise _Failed(f"could not connect ({type(exc).__name__})") from None
+        if response.status_code in (401, 403):
+            raise _Failed(f"access denied (HTTP {response.status_code})")
+        if response.status_code != 200:
+            raise _Failed(f"HTTP {response.status_code}")
+        try:
+            resource = response.json()
+        except ValueError:
+            raise _Failed("the response is not JSON") from None
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            raise _Failed("the response is not a FHIR resource")
+        if resource["resourceType"] == "OperationOutcome":
+            raise _Failed("the server answered with an OperationOutcome")
+        result: Mapping[str, Any] = resource
+        return result
+
+    def _read(self, path: str) -> Mapping[str, Any]:
+        return self._get(urljoin(self._base, path))
+
+    def _query(self, path: str) -> Mapping[str, Any]:
+        """A search, with its pages merged into one searchset Bundle."""
+        page = self._get(urljoin(self._base, path))
+        if page.get("resourceType") != "Bundle":
+            return page  # an instance read (e.g. Patient/{{context.patientId}})
+        entries = list(_entries(page))
+        for _ in range(self._policy.max_pages - 1):
+            following = _next_link(page)
+            if following is None:
+                break
+            page = self._get(following)
+            entries.extend(_entries(page))
+        else:
+            if _next_link(page) is not None:
+                raise _Failed(f"more than {self._policy.max_pages} pages")
+        return {"resourceType": "Bundle", "type": "searchset", "entry": entries}
+
+
+def _entries(bundle: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
+    if bundle.get("resourceType") != "Bundle":
+        raise _Failed("a page is not a Bundle")
+    entries = bundle.get("entry", [])
+    if not isinstance(entries, list):
+        raise _Failed("a page's entries are not a list")
+    return entries
+
+
+def _next_link(bundle: Mapping[str, Any]) -> str | None:
+    for link in bundle.get("link", []) if isinstance(bundle.get("link"), list) else []:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            url: str = link["url"]
+            return url
+    return None
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
