@@ -7,7 +7,9 @@ from importlib.metadata import PackageNotFoundError, version
 from flask import Flask, Response
 from flask_cors import CORS
 
+from cds_service.audit import CardAudit, open_store
 from cds_service.pipeline import Clock, Pipeline, utc_now
+from cds_service.security import Authenticator, DatabaseReplayGuard, auth_policy
 from cds_service.settings import Settings
 
 try:
@@ -23,12 +25,22 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     from cds_service import api
 
     settings = settings or Settings.from_env()
-    pipeline = Pipeline.from_settings(settings, clock=clock)
+    store = open_store(settings.database_url, settings.audit_secret)
+    audit = CardAudit(store)
+    pipeline = Pipeline.from_settings(settings, clock=clock, audit=audit)
+    policy = auth_policy(
+        settings.trusted_issuers_file,
+        allow_unauthenticated=settings.allow_unauthenticated,
+        public_base_url=settings.public_base_url,
+    )
+    authenticator = Authenticator(policy, DatabaseReplayGuard(store))
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions[STATE_KEY] = api.ServiceState(settings=settings, pipeline=pipeline)
+    app.extensions[STATE_KEY] = api.ServiceState(
+        settings=settings, pipeline=pipeline, authenticator=authenticator, audit=audit
+    )
     CORS(
         app,
         origins=list(settings.cors_origins),

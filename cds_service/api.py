@@ -1,4 +1,4 @@
-"""The HTTP layer: parse, hand to the pipeline, answer JSON. Nothing clinical happens here."""
+"""The HTTP layer: authenticate, parse, hand to the pipeline, answer JSON. Nothing clinical happens here."""
 
 from __future__ import annotations
 
@@ -12,10 +12,15 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from cds_service.errors import CdsError, UnsupportedMediaType, operation_outcome
+from cds_service.audit import CardAudit
+from cds_service.auth import WWW_AUTHENTICATE
+from cds_service.errors import CdsError, Unauthorized, UnsupportedMediaType, operation_outcome
+from cds_service.feedback import receive_feedback
 from cds_service.logs import log_fields
 from cds_service.pipeline import Pipeline
+from cds_service.security import Authenticator
 from cds_service.settings import Settings
+from cds_service.store import StoreError
 from cds_service.validate import decode_json
 
 log = logging.getLogger("naltrexone_cds.http")
@@ -23,6 +28,15 @@ log = logging.getLogger("naltrexone_cds.http")
 blueprint = Blueprint("cds", __name__)
 
 _ID_SHAPE = re.compile(r"[A-Za-z0-9._:-]{1,80}")
+_AUTHENTICATED_ENDPOINTS = frozenset({"cds.discovery", "cds.call_service", "cds.feedback"})
+# A JSON API: nothing to sniff, frame, cache or refer.
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 
 # werkzeug's HTTP errors, as FHIR issue codes
 _ISSUE_CODES = {
@@ -38,6 +52,8 @@ _ISSUE_CODES = {
 class ServiceState:
     settings: Settings
     pipeline: Pipeline
+    authenticator: Authenticator
+    audit: CardAudit
 
 
 def _state() -> ServiceState:
@@ -60,15 +76,48 @@ def call_service(service_id: str) -> Response:
     body = _json_body()
     g.hook_instance = _loggable_id(body.get("hookInstance") if isinstance(body, dict) else None)
     response = pipeline.run(service, body)
-    g.card_count = len(response["cards"])
+    g.rule_ids = [card["source"]["topic"]["code"] for card in response["cards"]]
     return jsonify(response)
+
+
+@blueprint.post("/cds-services/<service_id>/feedback")
+def feedback(service_id: str) -> Response:
+    state = _state()
+    service = state.pipeline.service(service_id)
+    return jsonify(receive_feedback(state.audit.store, service, _json_body()))
 
 
 @blueprint.get("/health")
 def health() -> Response:
     from cds_service import __version__
 
-    return jsonify({"status": "ok", "version": __version__, "services": list(_state().pipeline.services)})
+    state = _state()
+    try:
+        state.audit.store.check()
+        database = "ok"
+    except StoreError:
+        database = "unavailable"
+    return jsonify(
+        {
+            "status": "ok",
+            "version": __version__,
+            "rules": state.pipeline.knowledge.version,
+            "services": list(state.pipeline.services),
+            "database": database,
+            "audit_gaps": state.audit.gaps,
+            "authentication": "required" if state.authenticator.policy.required else "off",
+        }
+    )
+
+
+def _authenticate() -> None:
+    if request.method == "OPTIONS" or request.endpoint not in _AUTHENTICATED_ENDPOINTS:
+        return  # CORS preflights carry no token; /health is for load balancers
+    claims = _state().authenticator.authenticate(
+        request.headers.get("Authorization"), request.host_url, request.path
+    )
+    if claims is not None:
+        g.issuer = claims.issuer
 
 
 def _loggable_id(value: Any) -> str | None:
@@ -96,7 +145,10 @@ def _error_response(status: int, outcome: dict[str, Any], headers: dict[str, str
 
 
 def _on_cds_error(error: CdsError) -> Response:
-    return _error_response(error.status, error.to_operation_outcome())
+    headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if isinstance(error, Unauthorized) else None
+    if error.status == 503:
+        headers = {"Retry-After": "30"}
+    return _error_response(error.status, error.to_operation_outcome(), headers)
 
 
 def _on_http_error(error: HTTPException) -> Response:
@@ -124,8 +176,11 @@ def _start_timer() -> None:
     g.started = time.perf_counter()
 
 
-def _log_request(response: Response) -> Response:
+def _finish(response: Response) -> Response:
+    for name, value in _SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
     started = g.get("started")
+    # Fields are chosen, never copied from the request: no body, no Authorization, no patient id.
     log.info(
         "request",
         extra=log_fields(
@@ -134,7 +189,8 @@ def _log_request(response: Response) -> Response:
             status=response.status_code,
             ms=round((time.perf_counter() - started) * 1000, 2) if started else None,
             hook_instance=g.get("hook_instance"),
-            cards=g.get("card_count"),
+            rule_ids=g.get("rule_ids"),
+            issuer=g.get("issuer"),
         ),
     )
     return response
@@ -146,4 +202,5 @@ def register(app: Flask) -> None:
     app.register_error_handler(HTTPException, _on_http_error)
     app.register_error_handler(Exception, _on_unexpected)
     app.before_request(_start_timer)
-    app.after_request(_log_request)
+    app.before_request(_authenticate)
+    app.after_request(_finish)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -78,3 +80,65 @@ def evaluate(
         click.echo(dump_json(failure.outcome) if as_json else f"HTTP {failure.status}: {failure}", err=True)
         raise SystemExit(1) from None
     click.echo(dump_json(response) if as_json else render_text(response))
+
+
+@main.command()
+@click.option(
+    "--from", "start", type=click.DateTime(formats=["%Y-%m-%d"]), help="First day (UTC), default 30 days ago."
+)
+@click.option("--to", "end", type=click.DateTime(formats=["%Y-%m-%d"]), help="Last day (UTC), default today.")
+@click.option("--service", "service_id", help="Only this service id.")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV instead of a table.")
+def report(start: Any, end: Any, service_id: str | None, as_json: bool, as_csv: bool) -> None:
+    """Per rule: cards issued, accepted, overridden, and the top override reasons, over a date range."""
+    from cds_service.audit import open_store
+    from cds_service.store import StoreError, render_report
+
+    settings = _settings()
+    last = (end.date() if end else datetime.now(UTC).date()) + timedelta(days=1)
+    first = start.date() if start else last - timedelta(days=31)
+    try:
+        rows = open_store(settings.database_url, settings.audit_secret).report(
+            datetime.combine(first, time.min, UTC),
+            datetime.combine(last, time.min, UTC),
+            service_id=service_id,
+        )
+    except (StoreError, ValueError) as exc:
+        raise click.ClickException(f"the audit database could not be read: {exc}") from None
+    click.echo(render_report(rows, "json" if as_json else "csv" if as_csv else "table"))
+
+
+@main.command()
+def migrate() -> None:
+    """Create or upgrade the audit database schema (serve also does this at start-up)."""
+    from cds_service.audit import open_store
+    from cds_service.store import StoreError
+
+    settings = _settings()
+    try:
+        open_store(settings.database_url, settings.audit_secret).migrate()
+    except (StoreError, ValueError) as exc:
+        raise click.ClickException(f"the audit database could not be migrated: {exc}") from None
+    click.echo("the audit database schema is up to date")
+
+
+@main.command("demo-token")
+@click.argument("url")
+@click.option("--lifetime", type=int, default=300, show_default=True, help="Seconds until the token expires.")
+def demo_token(url: str, lifetime: int) -> None:
+    """Print a bearer JWT for URL from the bundled DEMO client (for curl on a workstation).
+
+    Its private key ships with the package, so such a token proves nothing: the service trusts this
+    issuer only with the bundled demo issuers, on a loopback address.
+    """
+    from cds_service.demo_client import demo_token as sign
+
+    click.echo(sign(url, lifetime_seconds=lifetime))
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None

@@ -10,7 +10,8 @@
     ├── MethodNotAllowed          405  not-supported
     ├── PreconditionFailed        412  processing  (prefetch data missing and not fetchable)
     ├── PayloadTooLarge           413  too-costly
-    └── UnsupportedMediaType      415  not-supported
+    ├── UnsupportedMediaType      415  not-supported
+    └── ServiceUnavailable        503  transient   (the audit database is down: retry)
 
 Every non-2xx response of the service is one of these rendered by ``operation_outcome``; the Flask
 layer maps werkzeug's own HTTP errors onto the same shape, so no client ever sees an HTML page.
@@ -30,6 +31,7 @@ __all__ = [
     "PayloadTooLarge",
     "PreconditionFailed",
     "SchemaViolation",
+    "ServiceUnavailable",
     "Unauthorized",
     "UnsupportedMediaType",
     "operation_outcome",
@@ -94,6 +96,11 @@ class PayloadTooLarge(CdsError):
 class UnsupportedMediaType(CdsError):
     status = 415
     issue_code = "not-supported"
+
+
+class ServiceUnavailable(CdsError):
+    status = 503
+    issue_code = "transient"
 
 
 def operation_outcome(message: str, *, code: str, expression: str | None = None) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -53,10 +54,12 @@ class Knowledge:
     policy: Policy
     rulebook: RuleBook
     engine: RuleEngine
+    fingerprint: str
+    """Digest of every rule, value set, lexicon and policy file loaded: what exactly advised."""
 
     @property
     def version(self) -> str:
-        return self.rulebook.version
+        return f"{self.rulebook.version}+{self.fingerprint}"
 
 
 @cache
@@ -74,4 +77,19 @@ def load_knowledge(rules_dir: Path, policy_file: Path | None = None) -> Knowledg
         evidence_names=EVIDENCE,
         suggestion_names=BUILDERS,
     )
-    return Knowledge(terminology=terminology, policy=policy, rulebook=rulebook, engine=RuleEngine(rulebook))
+    return Knowledge(
+        terminology=terminology,
+        policy=policy,
+        rulebook=rulebook,
+        engine=RuleEngine(rulebook),
+        fingerprint=_fingerprint(rules_dir, policy_file),
+    )
+
+
+def _fingerprint(rules_dir: Path, policy_file: Path | None) -> str:
+    digest = hashlib.sha256()
+    files = sorted(p for p in rules_dir.rglob("*") if p.is_file() and p.suffix in (".yaml", ".json"))
+    for path in [*files, *([policy_file] if policy_file else [])]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:10]

@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cds_service import contract
+from cds_service.audit import CardAudit
 from cds_service.cards import CardContext, render
 from cds_service.errors import NotFound
 from cds_service.facts import classify_orders, derive, engine_fact, medication_index
@@ -41,10 +42,16 @@ class Pipeline:
     knowledge: Knowledge
     fetcher: Fetcher | None = None
     clock: Clock = utc_now
+    audit: CardAudit | None = None
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, clock: Clock = utc_now, fetcher: Fetcher | None = None
+        cls,
+        settings: Settings,
+        *,
+        clock: Clock = utc_now,
+        fetcher: Fetcher | None = None,
+        audit: CardAudit | None = None,
     ) -> Pipeline:
         """Loads services, rules, value sets and schemas: everything slow happens here, once."""
         rules_dir = settings.rules_dir or default_rules_dir()
@@ -64,6 +71,7 @@ class Pipeline:
             knowledge=load_knowledge(rules_dir, settings.policy_file),
             fetcher=fetcher,
             clock=clock,
+            audit=audit,
         )
 
     def service_for_hook(self, hook: str) -> ServiceDefinition:
@@ -122,7 +130,18 @@ class Pipeline:
             user_id=request.user_id,
             encounter_id=request.encounter_id,
         )
-        return {"cards": render(matches, context)}
+        cards = render(matches, context)
+        if self.audit is not None:
+            self.audit.record(
+                hook=service.hook,
+                service_id=service.id,
+                hook_instance=request.hook_instance,
+                patient_id=request.patient_id,
+                user_id=request.user_id,
+                rules_version=k.version,
+                cards=cards,
+            )
+        return {"cards": cards}
 
 
 def _names_a_medication(order: Mapping[str, Any]) -> bool:

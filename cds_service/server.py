@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import Any
 
@@ -10,6 +11,7 @@ from gunicorn.app.base import BaseApplication
 
 from cds_service import create_app
 from cds_service.logs import QUIET_LOGGERS, log_fields
+from cds_service.security import AuthPolicy
 from cds_service.settings import Settings
 
 log = logging.getLogger("naltrexone_cds.server")
@@ -47,14 +49,49 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
     def load(self) -> Flask:
         if self.application is None:
             self.application = create_app(self.settings)
+            state = self.application.extensions["naltrexone_cds"]
+            announce_security(self.settings, state.authenticator.policy)
             log.info(
                 "naltrexone-cds configured",
                 extra=log_fields(
                     settings=self.settings.describe(),
-                    services=list(self.application.extensions["naltrexone_cds"].pipeline.services),
+                    services=list(state.pipeline.services),
+                    rules=state.pipeline.knowledge.version,
+                    trusted_issuers=[issuer.iss for issuer in state.authenticator.policy.issuers],
+                    authentication="required" if state.authenticator.policy.required else "OFF",
                 ),
             )
         return self.application
+
+
+def announce_security(settings: Settings, policy: AuthPolicy) -> None:
+    """Loud about anything that would be unsafe with real patient data; refuses demo keys off loopback."""
+    if not policy.required:
+        log.warning(
+            "AUTHENTICATION IS OFF: any caller can obtain clinical advice about any patient. "
+            "NALTREXONE_CDS_ALLOW_UNAUTHENTICATED is set; never run like this with real patient data."
+        )
+    elif policy.demo_issuers:
+        if not _is_loopback(settings.host):
+            raise SystemExit(
+                f"refusing to listen on {settings.host} while trusting the demo issuers "
+                f"{', '.join(policy.demo_issuers)} (their private keys are public): "
+                "set NALTREXONE_CDS_TRUSTED_ISSUERS_FILE to your EHR's issuers"
+            )
+        log.warning(
+            "DEMO ISSUERS TRUSTED: tokens from them prove nothing (their private keys are public). "
+            "Fine on this workstation; set NALTREXONE_CDS_TRUSTED_ISSUERS_FILE before serving real data.",
+            extra=log_fields(demo_issuers=list(policy.demo_issuers)),
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def logging_config(level: str) -> dict[str, Any]:

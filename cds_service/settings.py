@@ -60,6 +60,29 @@ class Settings:
     timezone: str = _setting(
         "UTC", 'IANA time zone whose calendar days the rules count (e.g. America/New_York): sets "today".'
     )
+    database_url: str = _setting(
+        "sqlite:///naltrexone-cds.sqlite3",
+        "Audit database (cards issued, feedback, JWT ids seen): a SQLite file, or postgresql://... for "
+        "several instances.",
+    )
+    audit_secret: str = _setting(
+        "",
+        "Secret (16+ bytes) keying the HMAC of patient and user ids in the audit trail; empty: generated "
+        "once and kept beside the SQLite file (required with PostgreSQL).",
+    )
+    trusted_issuers_file: Path | None = _setting(
+        None,
+        "YAML file of trusted CDS clients (iss, JWKS, jku allowlist, tenants); default: the bundled demo "
+        "issuers, trusted only on a loopback address.",
+    )
+    allow_unauthenticated: bool = _setting(
+        False,
+        "Accept calls without a bearer JWT (announced loudly at start-up); never with real patient data.",
+    )
+    public_base_url: str = _setting(
+        "",
+        "URL clients call the service at (e.g. behind a proxy), for the JWT aud check; empty: the request's.",
+    )
     policy_file: Path | None = _setting(
         None, "YAML file overriding values of rules/policy.yaml (washout days, look-backs, LFT multiples...)."
     )
@@ -88,6 +111,10 @@ class Settings:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             problems.append(f"timezone {self.timezone!r} is not an IANA time zone")
+        if self.audit_secret and len(self.audit_secret.encode()) < 16:
+            problems.append("audit_secret must be at least 16 bytes")
+        if self.public_base_url and not self.public_base_url.startswith(("http://", "https://")):
+            problems.append("public_base_url must start with http:// or https://")
         if not self.cors_origins:
             problems.append("cors_origins must name at least one origin")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -117,7 +144,18 @@ class Settings:
         described["workers"] = self.effective_workers
         described["rules_dir"] = str(self.rules_dir or default_rules_dir())
         described["policy_file"] = str(self.policy_file) if self.policy_file else "(none)"
+        described["audit_secret"] = "(set)" if self.audit_secret else "(generated)"
+        described["database_url"] = _without_password(self.database_url)
+        described["trusted_issuers_file"] = str(self.trusted_issuers_file or "(bundled demo issuers)")
         return described
+
+
+def _without_password(url: str) -> str:
+    scheme, separator, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    return f"{scheme}{separator}{credentials.split(':', 1)[0]}:***@{host}"
 
 
 def env_var(name: str) -> str:

@@ -24,7 +24,14 @@ def free_port() -> int:
 class LiveServer:
     """One running server; its combined log output is kept in ``log_path``."""
 
-    def __init__(self, log_path: Path, env: dict[str, str] | None = None, workers: int = 2) -> None:
+    def __init__(
+        self,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        workers: int = 2,
+        *,
+        authenticated: bool = False,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -33,7 +40,11 @@ class LiveServer:
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
             command,
-            env={**os.environ, **(env or {})},
+            env={
+                **os.environ,
+                **({} if authenticated else {"NALTREXONE_CDS_ALLOW_UNAUTHENTICATED": "true"}),
+                **(env or {}),
+            },
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -65,6 +76,11 @@ class LiveServer:
     def stop(self) -> None:
         terminate_group(self.process)
         self._log.close()
+
+
+def clean_environ() -> dict[str, str]:
+    """This process's environment without any NALTREXONE_CDS_* setting (the service's defaults)."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("NALTREXONE_CDS_")}
 
 
 def terminate_group(process: subprocess.Popen[Any]) -> None:

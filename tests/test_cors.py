@@ -6,8 +6,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from cds_service import create_app
-from cds_service.settings import Settings
 from tests.builders import hook_request, service_path
+from tests.conftest import open_settings
 
 SANDBOX = "http://127.0.0.1:8080"
 
@@ -51,7 +51,7 @@ def test_every_response_carries_cors_headers(
 
 
 def test_configured_origins_are_the_only_ones_allowed() -> None:
-    app = create_app(Settings(cors_origins=("https://ehr.example.org",)))
+    app = create_app(open_settings(cors_origins=("https://ehr.example.org",)))
     client = app.test_client()
     allowed = client.get("/cds-services", headers={"Origin": "https://ehr.example.org"})
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://ehr.example.org"

@@ -10,9 +10,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from cds_service import create_app
-from cds_service.settings import Settings
 from tests.builders import hook_request, naltrexone_order, service_path
-from tests.conftest import assert_operation_outcome
+from tests.conftest import assert_operation_outcome, open_settings
 
 SELECT = service_path("order-select")
 
@@ -42,6 +41,32 @@ def post_raw(client: FlaskClient, body: bytes | str, content_type: str | None = 
 def test_malformed_bodies_are_400(client: FlaskClient, body: bytes, fragment: str) -> None:
     outcome = assert_operation_outcome(post_raw(client, body), 400, fragment)
     assert outcome["issue"][0]["code"] in ("structure", "invalid")
+
+
+@pytest.mark.parametrize("where", ["extension", "prefetch", "draft", "feedback"])
+@pytest.mark.parametrize("levels", [400, 900, 2000])
+def test_deep_nesting_is_answered_never_a_crash(client: FlaskClient, where: str, levels: int) -> None:
+    """Past the parser's bound (~990 levels) a 400; below it, nothing downstream recurses into it."""
+    body: dict[str, Any] = copy.deepcopy(hook_request())
+    path = SELECT
+    if where == "extension":
+        body["extension"] = "@deep@"
+    elif where == "prefetch":
+        body["prefetch"]["patient"]["extension"] = [{"url": "urn:x", "valueString": "x", "z": "@deep@"}]
+    elif where == "draft":
+        body["context"]["draftOrders"]["entry"][0]["resource"]["note"] = [{"text": "x", "z": "@deep@"}]
+    else:
+        item = {"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-11-22T01:00:00Z"}
+        body = {"feedback": [{**item, "x": "@deep@"}]}
+        path = SELECT + "/feedback"
+    nested = '{"a":[' * (levels // 2) + '"x"' + "]}" * (levels // 2)
+    response = client.post(
+        path, data=json.dumps(body).replace('"@deep@"', nested), headers={"Content-Type": "application/json"}
+    )
+    if levels > 1000:
+        assert_operation_outcome(response, 400, "nested too deeply")
+    else:
+        assert response.status_code == (404 if where == "feedback" else 200), response.json
 
 
 @pytest.mark.parametrize(
@@ -199,7 +224,7 @@ def test_prefetch_bundle_entry_without_resource_type_is_400(client: FlaskClient)
 
 
 def test_body_over_the_limit_is_413() -> None:
-    app = create_app(Settings(max_body_bytes=4096))
+    app = create_app(open_settings(max_body_bytes=4096))
     body = hook_request()
     body["prefetch"]["labResults"]["note"] = "x" * 5000
     response = app.test_client().post(SELECT, json=body)

@@ -19,10 +19,9 @@ from flask import Flask
 
 from cds_service import create_app
 from cds_service.resources import default_rules_dir
-from cds_service.settings import Settings
 from tests import clinical as c
 from tests.builders import PREFETCH_KEYS, service_path
-from tests.conftest import NOW, assert_valid
+from tests.conftest import NOW, assert_valid, open_settings
 from tests.fault_fhir import FaultServer
 from tests.fhir_peer import FhirTestServer
 from tests.live import LiveServer
@@ -61,7 +60,7 @@ def faults() -> Iterator[FaultServer]:
 
 def app_with(**settings: Any) -> Flask:
     """A generous budget unless a test is about the budget: CI machines can be busy."""
-    return create_app(Settings(**({"fhir_budget_ms": 5000} | settings)), clock=lambda: NOW)
+    return create_app(open_settings(**({"fhir_budget_ms": 5000} | settings)), clock=lambda: NOW)
 
 
 def cards_of(app: Flask, body: dict[str, Any]) -> dict[str, str]:

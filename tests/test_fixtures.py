@@ -12,9 +12,8 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
 from cds_service.evaluate import evaluate
-from cds_service.settings import Settings
 from tests.builders import assert_no_empty_values
-from tests.conftest import assert_valid
+from tests.conftest import assert_valid, open_settings
 from tests.live import LiveServer
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fhir_fixtures"
@@ -159,4 +158,4 @@ def test_fixture_with_the_evaluate_command_as_of_its_reference_date(name: str) -
     request, expected = load(name)
     reference = date.fromisoformat(expected["reference_date"])
     raw = json.dumps(request).encode()
-    check(evaluate(raw, settings=Settings(), today=reference), expected, reference)
+    check(evaluate(raw, settings=open_settings(), today=reference), expected, reference)

@@ -12,10 +12,9 @@ from cds_service import create_app
 from cds_service.policy import PolicyError, load_policy
 from cds_service.resources import default_rules_dir
 from cds_service.rulebook import RuleBookError
-from cds_service.settings import Settings
 from cds_service.terminology import TerminologyError, ValueSetLibrary
 from tests import clinical as c
-from tests.conftest import NOW
+from tests.conftest import NOW, open_settings
 
 RULES = default_rules_dir()
 
@@ -49,7 +48,7 @@ CONTRACT = {
 
 
 def test_every_contract_rule_exists_with_its_indicators() -> None:
-    rulebook = create_app(Settings()).extensions["naltrexone_cds"].pipeline.knowledge.rulebook
+    rulebook = create_app(open_settings()).extensions["naltrexone_cds"].pipeline.knowledge.rulebook
     indicators = {rule.id: {v.indicator for v in rule.variants} for rule in rulebook.rules}
     for rule_id, allowed in CONTRACT.items():
         assert rule_id in indicators, f"{rule_id} is missing"
@@ -90,7 +89,7 @@ def test_authoring_mistakes_stop_start_up(tmp_path: Path, edit: str, replacement
     with pytest.raises(
         RuleBookError, match=message.replace("$", r"\$").replace("{", r"\{").replace("}", r"\}")
     ):
-        create_app(Settings(rules_dir=rules_dir))
+        create_app(open_settings(rules_dir=rules_dir))
 
 
 def test_a_value_set_referencing_an_unknown_canonical_stops_start_up(tmp_path: Path) -> None:
@@ -98,7 +97,7 @@ def test_a_value_set_referencing_an_unknown_canonical_stops_start_up(tmp_path: P
     path = rules_dir / "valuesets" / "opioid-medications.json"
     path.write_text(path.read_text().replace("methadone-medications", "methadone-meds", 1))
     with pytest.raises(TerminologyError, match="not defined"):
-        create_app(Settings(rules_dir=rules_dir))
+        create_app(open_settings(rules_dir=rules_dir))
 
 
 def test_policy_overrides_change_behaviour(tmp_path: Path) -> None:
@@ -107,14 +106,14 @@ def test_policy_overrides_change_behaviour(tmp_path: Path) -> None:
     policy = load_policy(RULES, override)
     assert policy.washout_days_short_acting == 7 and policy.default_uln.alt_u_per_l == 33
     assert policy.default_uln.ast_u_per_l == 40
-    app = create_app(Settings(policy_file=override), clock=lambda: NOW)
+    app = create_app(open_settings(policy_file=override), clock=lambda: NOW)
     body = c.scenario(c.dispense(c.OXYCODONE, handed=-16, days_supply=8))  # ended 9 days ago
     codes = {
         card["source"]["topic"]["code"]
         for card in app.test_client().post("/cds-services/naltrexone-order-select", json=body).json["cards"]
     }
     assert "opioid-recent" not in codes  # 9 >= 7 days
-    default = create_app(Settings(), clock=lambda: NOW)
+    default = create_app(open_settings(), clock=lambda: NOW)
     codes = {
         card["source"]["topic"]["code"]
         for card in default.test_client()
@@ -145,7 +144,7 @@ def test_bad_policy_overrides_are_refused(tmp_path: Path, content: str, message:
 def test_hepatic_contraindication_severity_is_configurable(tmp_path: Path) -> None:
     override = tmp_path / "local-policy.yaml"
     override.write_text("hepatic_contraindication_indicator: warning\n")
-    app = create_app(Settings(policy_file=override), clock=lambda: NOW)
+    app = create_app(open_settings(policy_file=override), clock=lambda: NOW)
     body = c.scenario(c.condition(c.SNOMED, "37871000", "Acute hepatitis"))
     cards = app.test_client().post("/cds-services/naltrexone-order-select", json=body).json["cards"]
     hepatic = next(card for card in cards if card["source"]["topic"]["code"] == "hepatic-contraindication")

@@ -15,7 +15,7 @@ from flask import Flask
 from cds_service.rulebook import RuleBook
 from tests import clinical as c
 from tests.builders import naltrexone_order
-from tests.conftest import assert_valid
+from tests.conftest import assert_valid, open_settings
 
 
 @dataclass
@@ -700,18 +700,17 @@ def test_today_is_counted_in_the_configured_time_zone() -> None:
     from datetime import UTC, datetime
 
     from cds_service import create_app
-    from cds_service.settings import Settings
 
     evening = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
     body = c.scenario(c.dispense(c.OXYCODONE, handed=-19, days_supply=10))  # supply ended 2026-11-12
     try:
-        local = create_app(Settings(timezone="America/New_York"), clock=lambda: evening)
+        local = create_app(open_settings(timezone="America/New_York"), clock=lambda: evening)
         response = local.test_client().post("/cds-services/naltrexone-order-select", json=body)
         codes = {card["source"]["topic"]["code"] for card in response.json["cards"]}
         assert "opioid-recent" in codes  # 21 Nov in New York: 9 days, not yet 10
     finally:
-        create_app(Settings())  # back to UTC for the other tests (the zone is per process)
-    utc = create_app(Settings(), clock=lambda: evening)
+        create_app(open_settings())  # back to UTC for the other tests (the zone is per process)
+    utc = create_app(open_settings(), clock=lambda: evening)
     codes = {
         card["source"]["topic"]["code"]
         for card in utc.test_client().post("/cds-services/naltrexone-order-select", json=body).json["cards"]

@@ -1,0 +1,43 @@
+"""The audit trail: cards issued, feedback on them, and the JWT replay cache (SQLite or PostgreSQL)."""
+
+from cds_service.store.store import (
+    FeedbackItem,
+    FeedbackRejected,
+    FeedbackResult,
+    InvalidFeedback,
+    Issuance,
+    IssuedCard,
+    OverrideReason,
+    ReasonCount,
+    ReportFormat,
+    ReportRow,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    UnknownCard,
+    UnknownSuggestion,
+    WrongService,
+    render_report,
+    sqlite_url,
+)
+
+__all__ = [
+    "FeedbackItem",
+    "FeedbackRejected",
+    "FeedbackResult",
+    "InvalidFeedback",
+    "Issuance",
+    "IssuedCard",
+    "OverrideReason",
+    "ReasonCount",
+    "ReportFormat",
+    "ReportRow",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "UnknownCard",
+    "UnknownSuggestion",
+    "WrongService",
+    "render_report",
+    "sqlite_url",
+]

@@ -1,0 +1,771 @@
+"""The audit store: every card issued, the feedback received about it, and the JWT ids already seen.
+
+One ``Store`` per process is built from a database URL: a SQLite file (embedded default) or PostgreSQL
+(``postgresql://``, driven by psycopg 3) when several instances share one database.
+
+Concurrency and processes:
+
+* SQLite runs in WAL mode with a busy timeout, and every write transaction starts with
+  ``BEGIN IMMEDIATE``: concurrent writers (several gunicorn workers) queue on the file lock instead of
+  failing when a read transaction tries to become a write transaction.  ``synchronous=FULL``: a commit
+  survives a power cut, so feedback committed before the 200 is not lost.
+* No pooled connection crosses a fork (SQLite forbids carrying a connection into a child): just before
+  ``os.fork()`` (gunicorn spawning a worker) the store closes its idle pooled connections, and the
+  engine is created lazily, per process, so each worker builds its own pool on first use.  Should a
+  connection be checked out at the fork (another thread mid-transaction), the child never uses nor
+  closes it: the inherited engine stays referenced until the child exits.
+* PostgreSQL connections are checked before use (``pool_pre_ping``), so a database restart costs no
+  request; connecting, waiting for a pooled connection, statements and locks all have bounded timeouts.
+
+Any failure to reach or use the database raises ``StoreUnavailable`` (the HTTP layer answers 503, or for
+the hook endpoints logs and counts the audit gap and still returns the cards).  Feedback that cannot be
+linked to what was issued raises a ``FeedbackRejected`` subclass naming the card (a 4xx).
+
+Idempotency of feedback: two feedback items are *the same* when they name the same card and agree on
+outcome, outcome timestamp (as a UTC instant, to the microsecond), the set of accepted suggestion ids,
+the override reason's system and code, and the user comment (``FeedbackItem.fingerprint``; the reason's
+``display`` is a label, not part of the statement).  The same item sent again is acknowledged and not
+stored twice (a unique constraint on card and fingerprint decides, atomically, across processes).  Any
+other feedback for the card, such as a later outcome, is a new row: the report counts each card by its
+latest outcome.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import json
+import math
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from alembic import command
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+
+from cds_service.store.migrations import alembic_config
+from cds_service.store.models import FeedbackRow, IssuedCardRow, IssuedSuggestionRow, SeenJwtIdRow
+
+Outcome = Literal["accepted", "overridden"]
+OUTCOMES: tuple[Outcome, ...] = ("accepted", "overridden")
+ReportFormat = Literal["table", "json", "csv"]
+IdentifierKind = Literal["patient", "user"]
+
+MIN_SECRET_BYTES = 16
+_JTI_PURGE_INTERVAL_S = 60.0
+_READ_ONLY = "naltrexone_cds_read_only"
+_MAX_NAMED = 5
+
+# Engines a forked process inherited from its parent: kept referenced, never used nor closed, so that
+# garbage collection in the child does not touch connections that belong to the parent.
+_INHERITED_ENGINES: list[Engine] = []
+
+
+# --------------------------------------------------------------------------------------------- errors
+
+
+class StoreError(Exception):
+    """Base of the errors raised by the store."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or used right now (connection refused, timeout, file not writable,
+    schema missing).  Nothing of the operation was recorded; the HTTP layer answers 503."""
+
+
+class FeedbackRejected(StoreError):
+    """Feedback the store will not record (the client's fault: a 4xx).  Nothing of the batch was recorded."""
+
+    def __init__(self, message: str, card_uuid: str) -> None:
+        super().__init__(message)
+        self.card_uuid = card_uuid
+
+
+class InvalidFeedback(FeedbackRejected):
+    """A feedback item that is malformed or contradicts itself."""
+
+
+class UnknownCard(FeedbackRejected):
+    """Feedback names a card uuid this service never issued (or whose audit record was never written)."""
+
+    def __init__(self, card_uuids: Sequence[str]) -> None:
+        super().__init__(f"unknown card uuid: {_names(card_uuids)}", card_uuids[0])
+        self.card_uuids = tuple(card_uuids)
+
+
+class WrongService(FeedbackRejected):
+    """Feedback sent to one service about a card issued by another."""
+
+    def __init__(self, card_uuid: str, service_id: str, issued_by: str) -> None:
+        super().__init__(
+            f"card {_short(card_uuid)} was issued by service {issued_by!r}, not {service_id!r}", card_uuid
+        )
+        self.service_id = service_id
+        self.issued_by = issued_by
+
+
+class UnknownSuggestion(FeedbackRejected):
+    """An accepted suggestion id that the card did not offer."""
+
+    def __init__(self, card_uuid: str, suggestion_id: str) -> None:
+        super().__init__(
+            f"card {_short(card_uuid)} offered no suggestion with uuid {_short(suggestion_id)}", card_uuid
+        )
+        self.suggestion_id = suggestion_id
+
+
+def _short(value: str, limit: int = 100) -> str:
+    return value if len(value) <= limit else value[:limit] + "…"
+
+
+def _names(values: Sequence[str]) -> str:
+    shown = ", ".join(_short(v) for v in values[:_MAX_NAMED])
+    return shown + (f" and {len(values) - _MAX_NAMED} more" if len(values) > _MAX_NAMED else "")
+
+
+# ---------------------------------------------------------------------------------------- value types
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCard:
+    """A card as returned to the client: what the audit keeps of it."""
+
+    uuid: str
+    rule_id: str
+    indicator: str
+    suggestion_uuids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Issuance:
+    """One hook call's answer.  ``patient_id``/``user_id`` are hashed before they reach the database."""
+
+    hook: str
+    service_id: str
+    hook_instance: str
+    patient_id: str | None
+    user_id: str | None
+    rules_version: str
+    cards: tuple[IssuedCard, ...]
+    issued_at: datetime | None = None  # default: the store's clock
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideReason:
+    """The coded override reason (``overrideReason.reason``)."""
+
+    system: str | None = None
+    code: str | None = None
+    display: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackItem:
+    """One item of a CDS Hooks 2.0.1 feedback request."""
+
+    card_uuid: str
+    outcome: Outcome
+    outcome_timestamp: datetime
+    accepted_suggestions: tuple[str, ...] = ()
+    override_reason: OverrideReason | None = None
+    user_comment: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.card_uuid:
+            raise InvalidFeedback("feedback item without a card uuid", "")
+        if self.outcome not in OUTCOMES:
+            raise InvalidFeedback(
+                f"card {_short(self.card_uuid)}: outcome must be accepted or overridden, not "
+                f"{_short(str(self.outcome))!r}",
+                self.card_uuid,
+            )
+        if self.outcome_timestamp.tzinfo is None:
+            raise InvalidFeedback(
+                f"card {_short(self.card_uuid)}: outcomeTimestamp has no UTC offset", self.card_uuid
+            )
+        if self.outcome == "overridden" and self.accepted_suggestions:
+            raise InvalidFeedback(
+                f"card {_short(self.card_uuid)}: an overridden card cannot have accepted suggestions",
+                self.card_uuid,
+            )
+
+    @property
+    def fingerprint(self) -> str:
+        """What makes two items "the same" (the card uuid aside): see the module docstring."""
+        reason = self.override_reason or OverrideReason()
+        canonical = [
+            self.outcome,
+            self.outcome_timestamp.astimezone(UTC).isoformat(timespec="microseconds"),
+            sorted(set(self.accepted_suggestions)),
+            reason.system,
+            reason.code,
+            self.user_comment,
+        ]
+        return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> FeedbackItem:
+        """Build an item from the JSON of ``feedback[i]``; ``InvalidFeedback`` says what is wrong."""
+        card = item.get("card")
+        if not isinstance(card, str) or not card:
+            raise InvalidFeedback("feedback item without a card uuid (`card`)", "")
+        outcome = item.get("outcome")
+        if outcome not in OUTCOMES:
+            raise InvalidFeedback(f"card {_short(card)}: `outcome` must be accepted or overridden", card)
+        stamp = item.get("outcomeTimestamp")
+        try:
+            timestamp = datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
+        except ValueError:
+            timestamp = None
+        if timestamp is None or timestamp.tzinfo is None:
+            raise InvalidFeedback(
+                f"card {_short(card)}: `outcomeTimestamp` must be an RFC 3339 date-time with offset", card
+            )
+        accepted = item.get("acceptedSuggestions") or []
+        if not isinstance(accepted, list) or not all(
+            isinstance(s, Mapping) and isinstance(s.get("id"), str) for s in accepted
+        ):
+            raise InvalidFeedback(
+                f"card {_short(card)}: `acceptedSuggestions` must be [{{'id': uuid}}]", card
+            )
+        override = item.get("overrideReason") or {}
+        reason = override.get("reason") if isinstance(override, Mapping) else None
+        comment = override.get("userComment") if isinstance(override, Mapping) else None
+        if not isinstance(override, Mapping) or not isinstance(reason, Mapping | None):
+            raise InvalidFeedback(f"card {_short(card)}: `overrideReason` must be an object", card)
+        coding = None
+        if reason is not None:
+            fields = [reason.get(k) for k in ("system", "code", "display")]
+            if not all(isinstance(f, str | None) for f in fields):
+                raise InvalidFeedback(f"card {_short(card)}: `overrideReason.reason` must be a Coding", card)
+            coding = OverrideReason(*cast(list[str | None], fields))
+        if not isinstance(comment, str | None):
+            raise InvalidFeedback(f"card {_short(card)}: `overrideReason.userComment` must be text", card)
+        return cls(
+            card_uuid=card,
+            outcome=cast(Outcome, outcome),
+            outcome_timestamp=timestamp,
+            accepted_suggestions=tuple(s["id"] for s in accepted),
+            override_reason=coding,
+            user_comment=comment,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackResult:
+    """Per item, in request order: ``recorded`` (new) or ``duplicate`` (already held, not stored again)."""
+
+    outcomes: tuple[Literal["recorded", "duplicate"], ...]
+
+    @property
+    def recorded(self) -> int:
+        return self.outcomes.count("recorded")
+
+    @property
+    def duplicates(self) -> int:
+        return self.outcomes.count("duplicate")
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonCount:
+    """How many cards of a rule were (last) overridden with this reason; no code: none was given."""
+
+    system: str | None
+    code: str | None
+    display: str | None
+    count: int
+
+    @property
+    def label(self) -> str:
+        return self.code or "(no reason given)"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    """One rule over the report's period.  ``issued == accepted + overridden + no_feedback``: a card is
+    counted by its latest outcome (by outcome timestamp)."""
+
+    rule_id: str
+    issued: int
+    accepted: int
+    overridden: int
+    no_feedback: int
+    top_override_reasons: tuple[ReasonCount, ...]
+
+
+# ----------------------------------------------------------------------------------------------- store
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def sqlite_url(path: Path | str) -> str:
+    """The database URL of a SQLite file (made absolute)."""
+    return f"sqlite:///{Path(path).expanduser().resolve()}"
+
+
+def _normalise_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except sa_exc.ArgumentError as exc:
+        raise ValueError(f"not a database URL: {exc}") from None
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        if parsed.drivername in ("postgresql", "postgres"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return parsed
+    if backend == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            raise ValueError("the audit store needs a SQLite file: in-memory databases are per connection")
+        return parsed
+    raise ValueError(f"unsupported database {backend!r}: use a SQLite file or PostgreSQL (postgresql://)")
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """Is this exception "the database cannot be used now" rather than a bug or bad data?"""
+    if isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError | OSError):
+        return True
+    if isinstance(exc, sa_exc.IntegrityError | sa_exc.DataError | sa_exc.NotSupportedError):
+        return False
+    if isinstance(exc, sa_exc.ProgrammingError):
+        return getattr(exc.orig, "sqlstate", None) == "42P01"  # undefined table: not migrated
+    return isinstance(exc, sa_exc.DBAPIError)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, busy_timeout_ms: int) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN (see _sqlite_on_begin) instead of the driver.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+        _switch_to_wal(cursor, busy_timeout_ms)
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _switch_to_wal(cursor: Any, busy_timeout_ms: int) -> None:
+    """Changing the journal mode needs a moment alone with a new file and SQLite does not wait for it
+    (the busy handler does not apply), so processes starting together retry until the timeout."""
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    read_only = conn.get_execution_options().get(_READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
+
+
+class Store:
+    """The audit store.  Thread-safe and fork-safe: build one per process, or once before forking."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        secret: bytes | str,
+        clock: Callable[[], datetime] = _utc_now,
+        connect_timeout: float = 2.0,
+        statement_timeout: float = 5.0,
+    ) -> None:
+        self._url = _normalise_url(url)
+        self._secret = secret.encode() if isinstance(secret, str) else bytes(secret)
+        if len(self._secret) < MIN_SECRET_BYTES:
+            raise ValueError(f"the identifier hashing secret must be at least {MIN_SECRET_BYTES} bytes")
+        self._clock = clock
+        self._connect_timeout = connect_timeout
+        self._statement_timeout = statement_timeout
+        self._lock = threading.Lock()
+        self._engine_: Engine | None = None
+        self._engine_pid = 0
+        self._next_jti_purge = 0.0
+        this = weakref.ref(self)
+
+        def before_fork() -> None:
+            store = this()
+            if store is not None:
+                store._release_before_fork()
+
+        os.register_at_fork(before=before_fork)
+
+    # -- description
+
+    @property
+    def backend(self) -> Literal["sqlite", "postgresql"]:
+        return "sqlite" if self._url.get_backend_name() == "sqlite" else "postgresql"
+
+    @property
+    def url_for_logs(self) -> str:
+        """The database URL with any password masked."""
+        return self._url.render_as_string(hide_password=True)
+
+    def __repr__(self) -> str:
+        return f"Store({self.url_for_logs!r})"
+
+    # -- engine and transactions
+
+    def _create_engine(self) -> Engine:
+        if self.backend == "sqlite":
+            busy_ms = int(self._statement_timeout * 1000)
+            engine = create_engine(
+                self._url,
+                hide_parameters=True,  # errors must not carry row contents into logs
+                connect_args={"timeout": self._statement_timeout, "check_same_thread": False},
+                pool_timeout=self._statement_timeout,
+            )
+            event.listen(engine, "connect", lambda dbapi, _record: _sqlite_on_connect(dbapi, busy_ms))
+            event.listen(engine, "begin", _sqlite_on_begin)
+            return engine
+        timeout_ms = int(self._statement_timeout * 1000)
+        return create_engine(
+            self._url,
+            hide_parameters=True,
+            pool_pre_ping=True,
+            pool_size=5,
+            max_overflow=5,
+            pool_timeout=self._connect_timeout,
+            pool_recycle=1800,
+            connect_args={
+                # libpq counts whole seconds and treats anything below 2 as 2.
+                "connect_timeout": max(2, math.ceil(self._connect_timeout)),
+                "application_name": "naltrexone-cds",
+                "options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}"
+                f" -c idle_in_transaction_session_timeout={10 * timeout_ms}",
+            },
+        )
+
+    def _engine(self) -> Engine:
+        pid = os.getpid()
+        with self._lock:
+            if self._engine_ is None or self._engine_pid != pid:
+                if self._engine_ is not None:
+                    _INHERITED_ENGINES.append(self._engine_)  # forked: the parent's, not ours
+                self._engine_ = self._create_engine()
+                self._engine_pid = pid
+            return self._engine_
+
+    def _release_before_fork(self) -> None:
+        engine = self._engine_
+        if engine is not None and self._engine_pid == os.getpid():
+            engine.dispose()  # closes the idle connections; checked-out ones are dropped when returned
+
+    @contextmanager
+    def _transaction(self, action: str, *, read_only: bool = False) -> Iterator[Connection]:
+        try:
+            with self._engine().connect() as conn:
+                if read_only:
+                    conn.execution_options(**{_READ_ONLY: True})
+                with conn.begin():
+                    yield conn
+        except StoreError:
+            raise
+        except Exception as exc:
+            if not _unavailable(exc):
+                raise
+            cause = getattr(exc, "orig", None) or exc
+            reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+            raise StoreUnavailable(f"{action}: audit database unavailable ({_short(reason, 200)})") from exc
+
+    def _insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
+        return sqlite.insert(table) if self.backend == "sqlite" else postgresql.insert(table)
+
+    def close(self) -> None:
+        """Close this process's pooled connections (the store stays usable: it reconnects on demand)."""
+        with self._lock:
+            if self._engine_ is not None and self._engine_pid == os.getpid():
+                self._engine_.dispose()
+            self._engine_ = None
+
+    # -- administration
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema to the newest revision (idempotent; safe to run concurrently)."""
+        try:
+            if self.backend == "sqlite" and self._url.database:
+                Path(self._url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"migrate: cannot create the SQLite file's directory ({exc})") from exc
+        with self._transaction("migrate") as conn:
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def check(self) -> None:
+        """A cheap round trip to the database; raises ``StoreUnavailable`` when it cannot be reached."""
+        with self._transaction("check", read_only=True) as conn:
+            conn.exec_driver_sql("SELECT 1").scalar_one()
+
+    def pseudonym(self, kind: IdentifierKind, value: str) -> str:
+        """The keyed hash (HMAC-SHA256, hex) stored in place of a patient or user identifier."""
+        message = f"{kind}\x1f{value}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    # -- audit of issued cards
+
+    def record_issued(self, issuance: Issuance) -> None:
+        """Record every card of one hook answer (and its suggestions); a retry records nothing twice."""
+        if not issuance.cards:
+            return
+        issued_at = issuance.issued_at or self._clock()
+        patient_hash = self.pseudonym("patient", issuance.patient_id) if issuance.patient_id else None
+        user_hash = self.pseudonym("user", issuance.user_id) if issuance.user_id else None
+        cards = [
+            {
+                "card_uuid": card.uuid,
+                "issued_at": issued_at,
+                "hook": issuance.hook,
+                "service_id": issuance.service_id,
+                "hook_instance": issuance.hook_instance,
+                "rule_id": card.rule_id,
+                "indicator": card.indicator,
+                "rules_version": issuance.rules_version,
+                "patient_hash": patient_hash,
+                "user_hash": user_hash,
+            }
+            for card in issuance.cards
+        ]
+        suggestions = [
+            {"card_uuid": card.uuid, "suggestion_uuid": suggestion}
+            for card in issuance.cards
+            for suggestion in dict.fromkeys(card.suggestion_uuids)
+        ]
+        with self._transaction("record issued cards") as conn:
+            conn.execute(
+                self._insert(IssuedCardRow).on_conflict_do_nothing(index_elements=["card_uuid"]), cards
+            )
+            if suggestions:
+                conn.execute(
+                    self._insert(IssuedSuggestionRow).on_conflict_do_nothing(
+                        index_elements=["card_uuid", "suggestion_uuid"]
+                    ),
+                    suggestions,
+                )
+
+    # -- feedback
+
+    def record_feedback(self, service_id: str, items: Sequence[FeedbackItem]) -> FeedbackResult:
+        """Record a feedback request's items, all or none, committed before this returns.
+
+        Raises ``UnknownCard``, ``WrongService`` or ``UnknownSuggestion`` (nothing recorded) when an item
+        cannot be linked to a card ``service_id`` issued, and ``StoreUnavailable`` when the database is down.
+        """
+        if not items:
+            return FeedbackResult(())
+        received_at = self._clock()
+        card_uuids = list(dict.fromkeys(item.card_uuid for item in items))
+        with self._transaction("record feedback") as conn:
+            issued_by = {
+                uuid: issuer
+                for uuid, issuer in conn.execute(
+                    select(IssuedCardRow.card_uuid, IssuedCardRow.service_id).where(
+                        IssuedCardRow.card_uuid.in_(card_uuids)
+                    )
+                )
+            }
+            missing = [uuid for uuid in card_uuids if uuid not in issued_by]
+            if missing:
+                raise UnknownCard(missing)
+            for uuid in card_uuids:
+                if issued_by[uuid] != service_id:
+                    raise WrongService(uuid, service_id, issued_by[uuid])
+            with_accepted = sorted({item.card_uuid for item in items if item.accepted_suggestions})
+            offered: set[tuple[str, str]] = set()
+            if with_accepted:
+                offered = {
+                    (card, suggestion)
+                    for card, suggestion in conn.execute(
+                        select(IssuedSuggestionRow.card_uuid, IssuedSuggestionRow.suggestion_uuid).where(
+                            IssuedSuggestionRow.card_uuid.in_(with_accepted)
+                        )
+                    )
+                }
+            for item in items:
+                for suggestion in item.accepted_suggestions:
+                    if (item.card_uuid, suggestion) not in offered:
+                        raise UnknownSuggestion(item.card_uuid, suggestion)
+            outcomes: list[Literal["recorded", "duplicate"]] = []
+            for item in items:
+                reason = item.override_reason or OverrideReason()
+                statement = (
+                    self._insert(FeedbackRow)
+                    .values(
+                        card_uuid=item.card_uuid,
+                        fingerprint=item.fingerprint,
+                        outcome=item.outcome,
+                        accepted_suggestions=sorted(set(item.accepted_suggestions)),
+                        override_system=reason.system,
+                        override_code=reason.code,
+                        override_display=reason.display,
+                        user_comment=item.user_comment,
+                        outcome_timestamp=item.outcome_timestamp,
+                        received_at=received_at,
+                    )
+                    .on_conflict_do_nothing(index_elements=["card_uuid", "fingerprint"])
+                    .returning(FeedbackRow.id)
+                )
+                inserted = conn.execute(statement).first() is not None
+                outcomes.append("recorded" if inserted else "duplicate")
+        return FeedbackResult(tuple(outcomes))
+
+    # -- JWT replay cache
+
+    def first_use(self, issuer: str, jti: str, expires_at: datetime) -> bool:
+        """True the first time ``(issuer, jti)`` is presented before it expires, False on every replay.
+
+        Atomic across processes and instances (a primary key decides).  A seen id is kept until
+        ``expires_at``; expired ones are purged now and then.
+        """
+        if expires_at.tzinfo is None:
+            raise ValueError("expires_at must be an aware datetime")
+        now = self._clock()
+        with self._transaction("check JWT id") as conn:
+            if time.monotonic() >= self._next_jti_purge:
+                self._next_jti_purge = time.monotonic() + _JTI_PURGE_INTERVAL_S
+                conn.execute(delete(SeenJwtIdRow).where(SeenJwtIdRow.expires_at <= now))
+            statement = self._insert(SeenJwtIdRow).values(issuer=issuer, jti=jti, expires_at=expires_at)
+            statement = statement.on_conflict_do_update(
+                index_elements=["issuer", "jti"],
+                set_={"expires_at": statement.excluded.expires_at},
+                where=SeenJwtIdRow.expires_at <= now,  # an expired entry no longer blocks the id
+            )
+            return conn.execute(statement.returning(SeenJwtIdRow.jti)).first() is not None
+
+    # -- report
+
+    def report(
+        self, start: datetime, end: datetime, *, service_id: str | None = None, top: int = 3
+    ) -> list[ReportRow]:
+        """Per rule id, the cards issued in ``[start, end)`` and what became of them (latest outcome)."""
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ValueError("report bounds must be aware datetimes")
+        conditions = [IssuedCardRow.issued_at >= start, IssuedCardRow.issued_at < end]
+        if service_id is not None:
+            conditions.append(IssuedCardRow.service_id == service_id)
+        # Each card of the period once, with its latest feedback (NULLs when it has none).  One pass over
+        # the cards, each looking its feedback up by index: the plan stays linear even on fresh tables.
+        ranked = (
+            select(
+                IssuedCardRow.rule_id,
+                FeedbackRow.outcome,
+                FeedbackRow.override_system,
+                FeedbackRow.override_code,
+                FeedbackRow.override_display,
+                func.row_number()
+                .over(
+                    partition_by=IssuedCardRow.card_uuid,
+                    order_by=(FeedbackRow.outcome_timestamp.desc(), FeedbackRow.id.desc()),
+                )
+                .label("position"),
+            )
+            .outerjoin(FeedbackRow, FeedbackRow.card_uuid == IssuedCardRow.card_uuid)
+            .where(*conditions)
+            .subquery("ranked")
+        )
+        keys = (ranked.c.rule_id, ranked.c.outcome, ranked.c.override_system, ranked.c.override_code)
+        groups = (
+            select(*keys, func.max(ranked.c.override_display), func.count())
+            .where(ranked.c.position == 1)
+            .group_by(*keys)
+        )
+        with self._transaction("report", read_only=True) as conn:
+            counted = conn.execute(groups).all()
+        issued: dict[str, int] = {}
+        outcomes: dict[tuple[str, str], int] = {}
+        reasons: dict[str, list[ReasonCount]] = {}
+        for rule_id, outcome, system, code, display, count in counted:
+            issued[rule_id] = issued.get(rule_id, 0) + count
+            if outcome is not None:
+                outcomes[rule_id, outcome] = outcomes.get((rule_id, outcome), 0) + count
+            if outcome == "overridden":
+                reasons.setdefault(rule_id, []).append(ReasonCount(system, code, display, count))
+        rows = []
+        for rule_id, total in issued.items():
+            accepted = outcomes.get((rule_id, "accepted"), 0)
+            overridden = outcomes.get((rule_id, "overridden"), 0)
+            ranked_reasons = sorted(
+                reasons.get(rule_id, []),
+                key=lambda r: (-r.count, r.code is None, r.code or "", r.system or ""),
+            )
+            rows.append(
+                ReportRow(
+                    rule_id=rule_id,
+                    issued=total,
+                    accepted=accepted,
+                    overridden=overridden,
+                    no_feedback=total - accepted - overridden,
+                    top_override_reasons=tuple(ranked_reasons[:top]),
+                )
+            )
+        rows.sort(key=lambda row: (-row.issued, row.rule_id))
+        return rows
+
+
+# -------------------------------------------------------------------------------------------- rendering
+
+_COLUMNS = ("rule", "issued", "accepted", "overridden", "no feedback", "top override reasons")
+
+
+def _reasons_text(row: ReportRow) -> str:
+    return ", ".join(f"{reason.label} ({reason.count})" for reason in row.top_override_reasons)
+
+
+def render_report(rows: Sequence[ReportRow], fmt: ReportFormat = "table") -> str:
+    """The report as a text table (with a total line), as JSON (a list of objects) or as CSV."""
+    if fmt == "json":
+        return json.dumps([asdict(row) for row in rows], indent=2, ensure_ascii=False) + "\n"
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(
+            ["rule_id", "issued", "accepted", "overridden", "no_feedback", "top_override_reasons"]
+        )
+        for row in rows:
+            reasons = "; ".join(f"{r.code or ''}={r.count}" for r in row.top_override_reasons)
+            writer.writerow([row.rule_id, row.issued, row.accepted, row.overridden, row.no_feedback, reasons])
+        return out.getvalue()
+    if fmt != "table":
+        raise ValueError(f"unknown report format {fmt!r}: table, json or csv")
+    if not rows:
+        return "No cards were issued in this period.\n"
+    body = [
+        [row.rule_id, str(row.issued), str(row.accepted), str(row.overridden), str(row.no_feedback), reasons]
+        for row in rows
+        for reasons in [_reasons_text(row)]
+    ]
+    total = [sum(getattr(row, name) for row in rows) for name in ("issued", "accepted", "overridden")]
+    no_feedback = sum(row.no_feedback for row in rows)
+    body.append(["total", *(str(n) for n in total), str(no_feedback), ""])
+    widths = [max(len(line[i]) for line in [list(_COLUMNS), *body]) for i in range(len(_COLUMNS))]
+
+    def line(cells: Sequence[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        numbers = [cell.rjust(width) for cell, width in zip(cells[1:5], widths[1:5], strict=True)]
+        return "  ".join([first, *numbers, cells[5]]).rstrip()
+
+    rule = "  ".join("-" * w for w in widths[:5]) + "  " + "-" * widths[5]
+    return (
+        "\n".join([line(_COLUMNS), rule, *(line(cells) for cells in body[:-1]), rule, line(body[-1])]) + "\n"
+    )
