@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from jsonschema.exceptions import best_match
-
 from cds_service import contract
 from cds_service.errors import BadRequest, NotFound, SchemaViolation, ServiceUnavailable
 from cds_service.services import ServiceDefinition
@@ -27,7 +25,7 @@ from cds_service.store import (
 
 
 def receive_feedback(store: Store, service: ServiceDefinition, body: Any) -> dict[str, Any]:
-    error = best_match(contract.errors("FeedbackRequest", body))
+    error = contract.first_error("FeedbackRequest", body)
     if error is not None:
         path = contract.json_path(error)
         raise SchemaViolation(f"{path}: {error.message[:200]}", expression=None if path == "(body)" else path)

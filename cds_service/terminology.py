@@ -8,6 +8,7 @@ EHRs send: OID system URIs, ICD-10 codes without the dot, NDCs with or without h
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -152,7 +153,9 @@ class ValueSetLibrary:
         return expanded
 
 
+@functools.lru_cache(maxsize=65536)
 def _code(system: str, code: str) -> Code:
+    """Normalised (system, code); memoised, as a record repeats the same few hundred codes."""
     system = normalise_system(system)
     return system, normalise_code(system, code)
 
@@ -192,13 +195,20 @@ class Lexicon:
             }
         except re.error as exc:
             raise TerminologyError(f"lexicon pattern does not compile: {exc}") from exc
+        # A record repeats the same names (a lab's "ALT", a refill's drug) thousands of times: each
+        # (pattern, text) is searched once. Bounded, so a stream of unique texts cannot grow it.
+        self._search = functools.lru_cache(maxsize=65536)(self._search_uncached)
+
+    def _search_uncached(self, name: str, text: str) -> bool:
+        return self._patterns[name].search(text) is not None
 
     def names(self) -> frozenset[str]:
         return frozenset(self._patterns)
 
     def matches(self, name: str, texts: Iterable[str]) -> bool:
-        pattern = self._patterns[name]
-        return any(pattern.search(text) for text in texts)
+        if name not in self._patterns:
+            raise KeyError(name)
+        return any(self._search(name, text) for text in texts)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.exceptions import ValidationError
 
 from cds_service import contract
 from cds_service.errors import BadRequest, HookMismatch, MalformedJson, SchemaViolation
@@ -78,7 +78,7 @@ def parse_hook_request(service: ServiceDefinition, body: Any) -> HookRequest:
             f"service {service.id!r} answers the {service.hook!r} hook; the request is for {hook!r}",
             expression="hook",
         )
-    error = best_match(contract.errors(_REQUEST_SCHEMA[service.hook], body))
+    error = contract.first_error(_REQUEST_SCHEMA[service.hook], body)
     if error is not None:
         if not error.absolute_path:
             raise SchemaViolation(f"the request is not valid: {_describe(error)}")

@@ -4,16 +4,20 @@ A Condition counts unless the record says otherwise: ``clinicalStatus`` inactive
 ``abatement`` in the past, or ``verificationStatus`` refuted/entered-in-error/differential (one of several
 possibilities under consideration). A missing status counts as current: absence is not reassurance.
 Acute states (withdrawal) and time-limited ones (pregnancy) also need a recent enough date.
+
+``Problems`` indexes a record's conditions by code once, so the many value-set questions the rules ask
+cost the number of distinct codes, not of conditions.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
 from cds_service.facts.fhir import Resource, as_dict, as_list, first_day, reference_of
-from cds_service.terminology import Terminology, codings, concept_texts
+from cds_service.terminology import Code, Terminology, codings, concept_texts
 
 _INACTIVE = frozenset({"inactive", "remission", "resolved"})
 _NOT_TRUE = frozenset({"refuted", "entered-in-error", "differential"})
@@ -48,8 +52,28 @@ def is_current(resource: Resource, today: date | None = None) -> bool:
     return abated is None or today is None or abated >= today
 
 
+class Problems:
+    """A record's Conditions, indexed by code."""
+
+    def __init__(self, conditions: Iterable[Resource]) -> None:
+        self._conditions: list[Resource] = []
+        self._by_code: defaultdict[Code, list[int]] = defaultdict(list)
+        for position, condition in enumerate(conditions):
+            self._conditions.append(condition)
+            for coding in set(codings(condition.get("code"))):
+                self._by_code[coding].append(position)
+
+    def coded_in(self, valueset: str, terminology: Terminology) -> list[Resource]:
+        members = terminology.valuesets.get(valueset)
+        positions: set[int] = set()
+        for (system, code), where in self._by_code.items():
+            if members.contains(system, code):
+                positions.update(where)
+        return [self._conditions[p] for p in sorted(positions)]
+
+
 def current_diagnoses(
-    conditions: Iterable[Resource],
+    conditions: Iterable[Resource] | Problems,
     valueset: str,
     terminology: Terminology,
     today: date | None = None,
@@ -58,12 +82,10 @@ def current_diagnoses(
 ) -> list[Diagnosis]:
     """Current conditions coded in ``valueset``; with ``within_days``, only those dated that recently
     (by onset, else recorded date; an undated one still counts)."""
-    members = terminology.valuesets.get(valueset)
+    problems = conditions if isinstance(conditions, Problems) else Problems(conditions)
     found = []
-    for condition in conditions:
+    for condition in problems.coded_in(valueset, terminology):
         if not is_current(condition, today):
-            continue
-        if not any(members.contains(s, c) for s, c in codings(condition.get("code"))):
             continue
         diagnosis = _diagnosis(condition)
         too_old = (

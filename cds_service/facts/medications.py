@@ -448,6 +448,8 @@ def exposures(
         if resource_type == "MedicationRequest" and text(resource.get("intent")) in _PLANNING_INTENTS:
             continue
         product = classify(medication_of(resource, medications), terminology)
+        if product.product_class is ProductClass.OTHER:
+            continue  # no rule reads other drugs: their dosing is not worked out
         exposure = _exposure(resource, resource_type, status, product, terminology, policy, today)
         if exposure is not None:
             found.append(exposure)

@@ -9,17 +9,22 @@ A result none of these decide is *unreadable*: it is never taken as negative.
 
 Drug panels often carry each drug as a ``component``: components are read like Observations of their own,
 dated and statused by their parent.
+
+A long-lived patient has thousands of results and the rules ask a dozen questions of them ("the ALTs",
+"the urine opioid screens"...): ``Readings`` indexes them once by code and by name, so that each question
+costs the number of *distinct* codes and names in the record, not the number of results.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
 from cds_service.facts.fhir import Resource, as_dict, as_list, first_day, number, reference_of, text
-from cds_service.terminology import V3_INTERPRETATION, Terminology, codings, concept_texts
+from cds_service.terminology import V3_INTERPRETATION, Code, Terminology, codings, concept_texts
 
 Result = Literal["positive", "negative"]
 
@@ -134,20 +139,59 @@ def _readings(observations: Iterable[Resource]) -> Iterator[tuple[Resource, Reso
             yield component, observation
 
 
+class Readings:
+    """The counted readings of a record (Observations and their components), indexed by code and name."""
+
+    def __init__(self, observations: Iterable[Resource]) -> None:
+        self._readings: list[tuple[Resource, Resource]] = []
+        self._by_code: defaultdict[Code, list[int]] = defaultdict(list)
+        self._by_name: defaultdict[str, list[int]] = defaultdict(list)
+        for position, (reading, observation) in enumerate(_readings(observations)):
+            self._readings.append((reading, observation))
+            code = reading.get("code")
+            for coding in set(codings(code)):
+                self._by_code[coding].append(position)
+            for name in set(concept_texts(code)):
+                self._by_name[name].append(position)
+
+    def matching(
+        self, code_test: Callable[[Code], bool], terminology: Terminology, named: str | None = None
+    ) -> list[tuple[Resource, Resource]]:
+        """(reading, observation) pairs, in record order, whose code passes ``code_test`` or (for a
+        local code) whose name matches the lexicon pattern ``named``."""
+        positions: set[int] = set()
+        for coding, where in self._by_code.items():
+            if code_test(coding):
+                positions.update(where)
+        if named:
+            for name, where in self._by_name.items():
+                if terminology.lexicon.matches(named, (name,)):
+                    positions.update(where)
+        return [self._readings[p] for p in sorted(positions)]
+
+
+def readings_of(observations: Iterable[Resource] | Readings) -> Readings:
+    return observations if isinstance(observations, Readings) else Readings(observations)
+
+
 def coded_in(
-    observations: Iterable[Resource], valueset: str, terminology: Terminology, *, named: str | None = None
-) -> Iterator[tuple[Resource, Resource]]:
+    observations: Iterable[Resource] | Readings,
+    valueset: str,
+    terminology: Terminology,
+    *,
+    named: str | None = None,
+) -> list[tuple[Resource, Resource]]:
     """Readings whose code is in ``valueset`` (or, for a local code, whose text matches ``named``)."""
     members = terminology.valuesets.get(valueset)
-    for reading, observation in _readings(observations):
-        code = reading.get("code")
-        coded = any(members.contains(s, c) for s, c in codings(code))
-        if coded or (named and terminology.lexicon.matches(named, concept_texts(code))):
-            yield reading, observation
+    return readings_of(observations).matching(lambda c: members.contains(*c), terminology, named)
 
 
 def findings_in(
-    observations: Iterable[Resource], valueset: str, terminology: Terminology, *, named: str | None = None
+    observations: Iterable[Resource] | Readings,
+    valueset: str,
+    terminology: Terminology,
+    *,
+    named: str | None = None,
 ) -> list[Finding]:
     """Counted readings whose code is in ``valueset``, newest first (undated last)."""
     found = [
@@ -162,19 +206,19 @@ def findings_in(
     return _newest_first(found)
 
 
-def naloxone_challenges(observations: Iterable[Resource], terminology: Terminology) -> list[Finding]:
+def naloxone_challenges(
+    observations: Iterable[Resource] | Readings, terminology: Terminology
+) -> list[Finding]:
     """Challenges recorded as described in rules/README.md, newest first.
 
     A ``valueBoolean`` is not read: whether true means "passed" or "withdrawal seen" depends on how the
     local form asks the question.
     """
     found = []
-    for reading, observation in _readings(observations):
-        code = reading.get("code")
-        if NALOXONE_CHALLENGE not in set(codings(code)) and not terminology.lexicon.matches(
-            "naloxone_challenge", concept_texts(code)
-        ):
-            continue
+    challenges = readings_of(observations).matching(
+        lambda c: c == NALOXONE_CHALLENGE, terminology, named="naloxone_challenge"
+    )
+    for reading, observation in challenges:
         found.append(
             Finding(
                 reference=reference_of(observation),
@@ -187,7 +231,7 @@ def naloxone_challenges(observations: Iterable[Resource], terminology: Terminolo
 
 
 def enzyme_results(
-    observations: Iterable[Resource], valueset: str, terminology: Terminology, default_uln: float
+    observations: Iterable[Resource] | Readings, valueset: str, terminology: Terminology, default_uln: float
 ) -> list[Finding]:
     """ALT/AST results in U/L with their upper limit of normal, newest first.
 
@@ -203,7 +247,7 @@ def enzyme_results(
 
 
 def bilirubin_results(
-    observations: Iterable[Resource], terminology: Terminology, default_uln: Mapping[str, float]
+    observations: Iterable[Resource] | Readings, terminology: Terminology, default_uln: Mapping[str, float]
 ) -> list[Finding]:
     """Total bilirubin with its upper limit of normal (mg/dL or µmol/L), newest first."""
     units = {spelling: 1.0 for spelling in _BILIRUBIN_UNITS}

@@ -6,11 +6,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from cds_service.facts.conditions import Diagnosis, current_diagnoses, naltrexone_allergies
+from cds_service.facts.conditions import Diagnosis, Problems, current_diagnoses, naltrexone_allergies
 from cds_service.facts.fhir import Resource, reference_of
 from cds_service.facts.medications import NALTREXONE_CLASSES, Exposure, ProductClass
 from cds_service.facts.observations import (
     Finding,
+    Readings,
     bilirubin_results,
     coded_in,
     enzyme_results,
@@ -75,8 +76,8 @@ def patient_facts(
     opioids = [e for e in history if e.product.product_class is ProductClass.OPIOID]
     recent, earliest = _within_washout(opioids, policy, today)
     lookback = today - timedelta(days=policy.opioid_exposure_lookback_days)
-    observations = record.of_type("Observation")
-    conditions = record.of_type("Condition")
+    observations = Readings(record.of_type("Observation"))
+    conditions = Problems(record.of_type("Condition"))
     uds, challenges = _screens_and_challenges(observations, terminology, policy, today)
     return PatientFacts(
         today=today,
@@ -179,7 +180,7 @@ def _naloxone_rescue(
 
 
 def _screens_and_challenges(
-    observations: Sequence[Resource], terminology: Terminology, policy: Policy, today: date
+    observations: Readings, terminology: Terminology, policy: Policy, today: date
 ) -> tuple[tuple[Finding | None, Finding | None, Finding | None], Finding | None]:
     uds = findings_in(observations, "opioid-urine-screens", terminology, named="opioid_drug_test")
     challenges = [
@@ -206,9 +207,7 @@ def _latest_within(results: Sequence[Finding], today: date, days: int) -> Findin
     return next((f for f in results if within(f, today, days)), None)
 
 
-def _decompensated(
-    conditions: Sequence[Resource], terminology: Terminology, today: date
-) -> tuple[Diagnosis, ...]:
+def _decompensated(conditions: Problems, terminology: Terminology, today: date) -> tuple[Diagnosis, ...]:
     coded = current_diagnoses(conditions, "decompensated-cirrhosis", terminology, today)
     cirrhosis = current_diagnoses(conditions, "cirrhosis", terminology, today)
     events = current_diagnoses(conditions, "liver-decompensation-events", terminology, today)
@@ -217,8 +216,8 @@ def _decompensated(
 
 def _pregnancy(
     record: PatientRecord,
-    conditions: Sequence[Resource],
-    observations: Sequence[Resource],
+    conditions: Problems,
+    observations: Readings,
     terminology: Terminology,
     policy: Policy,
     today: date,
@@ -249,7 +248,7 @@ def _recorded_male(record: PatientRecord) -> bool:
 
 
 def _pregnancy_status(
-    observations: Sequence[Resource], terminology: Terminology, policy: Policy, today: date
+    observations: Readings, terminology: Terminology, policy: Policy, today: date
 ) -> str | None:
     latest: tuple[date, Resource, Resource] | None = None
     for reading, observation in coded_in(observations, "pregnancy-status-observation", terminology):

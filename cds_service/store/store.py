@@ -7,8 +7,11 @@ Concurrency and processes:
 
 * SQLite runs in WAL mode with a busy timeout, and every write transaction starts with
   ``BEGIN IMMEDIATE``: concurrent writers (several gunicorn workers) queue on the file lock instead of
-  failing when a read transaction tries to become a write transaction.  ``synchronous=FULL``: a commit
-  survives a power cut, so feedback committed before the 200 is not lost.
+  failing when a read transaction tries to become a write transaction.  Feedback commits with
+  ``synchronous=FULL``: it survives a power cut, so feedback committed before the 200 is not lost.  The
+  audit of issued cards and the JWT ids commit with ``synchronous=NORMAL`` (WAL: durable when the process
+  dies, not when the power does): the clinician is waiting on that write, and an fsync on every answer
+  costs more than the rest of the clinical evaluation.
 * No pooled connection crosses a fork (SQLite forbids carrying a connection into a child): just before
   ``os.fork()`` (gunicorn spawning a worker) the store closes its idle pooled connections, and the
   engine is created lazily, per process, so each worker builds its own pool on first use.  Should a
@@ -33,6 +36,7 @@ latest outcome.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import hmac
 import io
@@ -51,13 +55,30 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from alembic import command
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    TextClause,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    text,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 
 from cds_service.store.migrations import alembic_config
-from cds_service.store.models import FeedbackRow, IssuedCardRow, IssuedSuggestionRow, SeenJwtIdRow
+from cds_service.store.models import (
+    FeedbackRow,
+    IssuedCardRow,
+    IssuedSuggestionRow,
+    SeenJwtIdRow,
+    UTCDateTime,
+)
 
 Outcome = Literal["accepted", "overridden"]
 OUTCOMES: tuple[Outcome, ...] = ("accepted", "overridden")
@@ -355,6 +376,7 @@ def _sqlite_on_connect(dbapi_connection: Any, busy_timeout_ms: int) -> None:
         _switch_to_wal(cursor, busy_timeout_ms)
         cursor.execute("PRAGMA synchronous = FULL")
         cursor.execute("PRAGMA foreign_keys = ON")
+        _SYNCHRONOUS[id(dbapi_connection)] = "FULL"
     finally:
         cursor.close()
 
@@ -374,9 +396,37 @@ def _switch_to_wal(cursor: Any, busy_timeout_ms: int) -> None:
             time.sleep(0.02)
 
 
+# The synchronous setting each live SQLite connection is in (keyed by id; entries of closed connections
+# are overwritten when an id is reused, and a new connection always starts FULL).
+_SYNCHRONOUS: dict[int, str] = {}
+
+
+def _sqlite_synchronous(conn: Connection, mode: str) -> None:
+    """Sets ``PRAGMA synchronous`` outside any transaction (on the driver connection, in autocommit)."""
+    driver = conn.connection.driver_connection
+    assert driver is not None  # a checked-out connection
+    if _SYNCHRONOUS.get(id(driver)) != mode:
+        driver.execute(f"PRAGMA synchronous = {mode}")
+        _SYNCHRONOUS[id(driver)] = mode
+
+
 def _sqlite_on_begin(conn: Connection) -> None:
     read_only = conn.get_execution_options().get(_READ_ONLY, False)
     conn.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
+
+
+@dataclass(frozen=True)
+class _Statements:
+    insert_cards: TextClause
+    insert_suggestions: TextClause
+    first_jti_use: TextClause
+
+
+def _insert_sql(model: Any, on_conflict: str) -> str:
+    columns = [column.name for column in model.__table__.columns if column.autoincrement is not True]
+    names = ", ".join(columns)
+    values = ", ".join(f":{name}" for name in columns)
+    return f"INSERT INTO {model.__tablename__} ({names}) VALUES ({values}) {on_conflict}"
 
 
 class Store:
@@ -473,11 +523,16 @@ class Store:
             engine.dispose()  # closes the idle connections; checked-out ones are dropped when returned
 
     @contextmanager
-    def _transaction(self, action: str, *, read_only: bool = False) -> Iterator[Connection]:
+    def _transaction(
+        self, action: str, *, read_only: bool = False, durable: bool = True
+    ) -> Iterator[Connection]:
+        """``durable=False``: on SQLite the commit is not fsynced (see the module docstring)."""
         try:
             with self._engine().connect() as conn:
                 if read_only:
                     conn.execution_options(**{_READ_ONLY: True})
+                elif self.backend == "sqlite":
+                    _sqlite_synchronous(conn, "FULL" if durable else "NORMAL")
                 with conn.begin():
                     yield conn
         except StoreError:
@@ -491,6 +546,28 @@ class Store:
 
     def _insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
         return sqlite.insert(table) if self.backend == "sqlite" else postgresql.insert(table)
+
+    @functools.cached_property
+    def _statements(self) -> _Statements:
+        """The statements on every answer's path, as cacheable text (SQLAlchemy compiles its dialect
+        ``INSERT ... ON CONFLICT`` constructs anew on each call, which cost more than the write itself).
+        Both SQLite and PostgreSQL speak this SQL."""
+        at = bindparam("issued_at", type_=UTCDateTime())
+        return _Statements(
+            insert_cards=text(_insert_sql(IssuedCardRow, "ON CONFLICT (card_uuid) DO NOTHING")).bindparams(
+                at
+            ),
+            insert_suggestions=text(
+                _insert_sql(IssuedSuggestionRow, "ON CONFLICT (card_uuid, suggestion_uuid) DO NOTHING")
+            ),
+            first_jti_use=text(
+                _insert_sql(
+                    SeenJwtIdRow,
+                    "ON CONFLICT (issuer, jti) DO UPDATE SET expires_at = excluded.expires_at"
+                    " WHERE seen_jwt_id.expires_at <= :now RETURNING jti",
+                )
+            ).bindparams(bindparam("expires_at", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime())),
+        )
 
     def close(self) -> None:
         """Close this process's pooled connections (the store stays usable: it reconnects on demand)."""
@@ -552,17 +629,10 @@ class Store:
             for card in issuance.cards
             for suggestion in dict.fromkeys(card.suggestion_uuids)
         ]
-        with self._transaction("record issued cards") as conn:
-            conn.execute(
-                self._insert(IssuedCardRow).on_conflict_do_nothing(index_elements=["card_uuid"]), cards
-            )
+        with self._transaction("record issued cards", durable=False) as conn:
+            conn.execute(self._statements.insert_cards, cards)
             if suggestions:
-                conn.execute(
-                    self._insert(IssuedSuggestionRow).on_conflict_do_nothing(
-                        index_elements=["card_uuid", "suggestion_uuid"]
-                    ),
-                    suggestions,
-                )
+                conn.execute(self._statements.insert_suggestions, suggestions)
 
     # -- feedback
 
@@ -641,17 +711,13 @@ class Store:
         if expires_at.tzinfo is None:
             raise ValueError("expires_at must be an aware datetime")
         now = self._clock()
-        with self._transaction("check JWT id") as conn:
+        with self._transaction("check JWT id", durable=False) as conn:
             if time.monotonic() >= self._next_jti_purge:
                 self._next_jti_purge = time.monotonic() + _JTI_PURGE_INTERVAL_S
                 conn.execute(delete(SeenJwtIdRow).where(SeenJwtIdRow.expires_at <= now))
-            statement = self._insert(SeenJwtIdRow).values(issuer=issuer, jti=jti, expires_at=expires_at)
-            statement = statement.on_conflict_do_update(
-                index_elements=["issuer", "jti"],
-                set_={"expires_at": statement.excluded.expires_at},
-                where=SeenJwtIdRow.expires_at <= now,  # an expired entry no longer blocks the id
-            )
-            return conn.execute(statement.returning(SeenJwtIdRow.jti)).first() is not None
+            # an expired entry no longer blocks the id: it is overwritten
+            parameters = {"issuer": issuer, "jti": jti, "expires_at": expires_at, "now": now}
+            return conn.execute(self._statements.first_jti_use, parameters).first() is not None
 
     # -- report
 
