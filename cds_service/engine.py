@@ -6,8 +6,9 @@ the project's design notes). This module is the only place that touches it, and 
 * builds one ruleset, once, at start-up (a name cannot be registered twice; rebuilt rulesets leak);
 * never starts the library's background timer threads (they walk freed state and crash);
 * gives every evaluation its own session id and deletes that state in ``finally`` (at most 1,024
-  live sessions per ruleset), after first asserting an "init" fact matched by a no-op rule, because
-  deleting a session on which no action ever ran frees uninitialised pointers;
+  live sessions per ruleset); deleting a session on which no action ever ran frees uninitialised
+  pointers, so when no rule matched, an "init" fact matched by a no-op rule is asserted first (when a
+  rule did match, its action already ran: the init fact's own action round trip is saved);
 * asserts facts one at a time and ignores "not handled" per fact (a batch hides matches);
 * keeps every condition on a single fact whose absences were computed in Python (negation in the
   engine depends on assertion order).
@@ -84,7 +85,6 @@ class RuleEngine:
         matches: list[Match] = []
         self._sessions[sid] = matches
         try:
-            self._assert({"id": _INIT, "sid": sid, "t": _INIT})
             for fact in facts:
                 self._assert({**fact, "sid": sid, "t": "order"})
             return list(matches)
@@ -92,6 +92,8 @@ class RuleEngine:
             raise RuleEngineError("two facts of one request share an id") from exc
         finally:
             self._sessions.pop(sid, None)
+            if not matches:  # no action has run on this session: make one run before deleting it
+                self._assert({"id": _INIT, "sid": sid, "t": _INIT})
             self._host.delete_state(RULESET, sid)
 
     def _assert(self, fact: Mapping[str, Any]) -> None:

@@ -6,7 +6,7 @@ Nothing here knows about HTTP; the Flask views and the ``evaluate`` command both
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +19,7 @@ from cds_service.errors import NotFound
 from cds_service.facts import classify_orders, derive, engine_fact, medication_index
 from cds_service.facts.fhir import local_day, set_local_timezone
 from cds_service.facts.medications import ProductClass
+from cds_service.facts.orders import ClassifiedOrder
 from cds_service.fhir_client import FetchPolicy, shared_fetcher
 from cds_service.gather import Fetcher, PrefetchReading
 from cds_service.knowledge import Knowledge, load_knowledge
@@ -104,17 +105,21 @@ class Pipeline:
 
         record = reading.complete(request, self.fetcher)
         medications = medication_index(record.of_type("Medication"), request.draft_full_urls)
-        reviewed = [
-            o for o in classify_orders(candidates, medications, k.terminology, k.policy) if o.relevant
-        ]
+        # An order is classified again only if fetching brought Medications its first look lacked.
+        known = {id(o.resource): o for o in first_look} if _same_index(local, medications) else {}
+
+        def classified(orders: Sequence[Mapping[str, Any]]) -> list[ClassifiedOrder]:
+            return [
+                known.get(id(order)) or classify_orders([order], medications, k.terminology, k.policy)[0]
+                for order in orders
+            ]
+
+        reviewed = [o for o in classified(candidates) if o.relevant]
         if not reviewed:
             log.warning("no reviewed order could be identified", extra=log_fields(orders=len(candidates)))
             return {"cards": []}
-        drafts = classify_orders(
-            [d for d in request.draft_resources if d.get("resourceType") == "MedicationRequest"],
-            medications,
-            k.terminology,
-            k.policy,
+        drafts = classified(
+            [d for d in request.draft_resources if d.get("resourceType") == "MedicationRequest"]
         )
         today = local_day(self.clock())
         facts = derive(
@@ -142,6 +147,10 @@ class Pipeline:
                 cards=cards,
             )
         return {"cards": cards}
+
+
+def _same_index(first: Mapping[str, Any], second: Mapping[str, Any]) -> bool:
+    return first.keys() == second.keys() and all(first[key] is second[key] for key in first)
 
 
 def _names_a_medication(order: Mapping[str, Any]) -> bool:

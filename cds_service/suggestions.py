@@ -7,7 +7,6 @@ non-R4 shapes clients send (``category`` as one object, ``doseAndRate`` as one o
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from cds_service.facts import OrderFacts, PatientFacts
-from cds_service.facts.fhir import as_dict
+from cds_service.facts.fhir import as_dict, json_copy
 from cds_service.facts.medications import format_mg
 from cds_service.policy import Policy
 from cds_service.terminology import LOINC, PROJECT, RXNORM, SNOMED
@@ -54,7 +53,7 @@ def _create(description: str, resource: Resource) -> dict[str, Any]:
 
 
 def normalised_draft(order: Mapping[str, Any]) -> Resource:
-    draft: Resource = copy.deepcopy(dict(order))
+    draft: Resource = json_copy(dict(order))
     if isinstance(draft.get("category"), dict):
         draft["category"] = [draft["category"]]
     for dosage in draft.get("dosageInstruction", []):
