@@ -40,7 +40,11 @@ class Settings:
     worker_class: WorkerClass = _setting(
         "sync", "Gunicorn worker type: `sync` (one request per process) or `gthread` (keep-alive, threads)."
     )
-    threads: int = _setting(4, "Threads per worker when `worker_class` is `gthread`.")
+    threads: int = _setting(
+        1,
+        "Threads per worker when `worker_class` is `gthread`; more than 1 lengthens the tail "
+        "(CPU-bound work, see docs/performance.md).",
+    )
     max_body_bytes: int = _setting(
         16 * 1024 * 1024, "Largest request body accepted, in bytes; larger bodies get 413."
     )
