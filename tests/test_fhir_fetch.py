@@ -25,6 +25,7 @@ from tests.conftest import NOW, assert_valid, open_settings
 from tests.fault_fhir import FaultServer
 from tests.fhir_peer import FhirTestServer
 from tests.live import LiveServer
+from tests.test_feedback import scenario as fixture_request
 
 pytestmark = pytest.mark.live
 
@@ -199,18 +200,14 @@ def test_no_token_is_sent_when_the_request_has_none(faults: FaultServer) -> None
 def test_the_token_goes_over_the_wire_and_never_into_the_logs(tmp_path: Path) -> None:
     token = "tok-ABC-" + "7" * 24
     patient = "pt-77812-unique"
+    # The live server runs on the real clock: a fixture dated forward to today, not tests.clinical's dates.
+    body = fixture_request("opioid-active-prescription", patient_id=patient)
+    medication_requests = body["prefetch"].pop("medicationRequests")
     with FhirTestServer(env={"FHIR_REQUIRE_TOKEN": token}) as fhir:
-        oxycodone = c.medication_request(c.OXYCODONE, authored=-1) | {
-            "subject": {"reference": f"Patient/{patient}"}
-        }
-        fhir.load([oxycodone])
+        fhir.load([entry["resource"] for entry in medication_requests["entry"]])
         server = LiveServer(tmp_path / "server.log", workers=1)
         try:
-            body = c.scenario(patient_id=patient)
-            body["context"]["draftOrders"]["entry"][0]["resource"]["subject"] = {
-                "reference": f"Patient/{patient}"
-            }
-            body = without_prefetch(body, fhir.url)
+            body = without_prefetch(body, fhir.url, keep=tuple(body["prefetch"]))
             body["fhirAuthorization"] = {
                 "access_token": token,
                 "token_type": "Bearer",
