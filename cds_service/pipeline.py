@@ -57,8 +57,11 @@ class Pipeline:
         """Loads services, rules, value sets and schemas: everything slow happens here, once."""
         rules_dir = settings.rules_dir or default_rules_dir()
         set_local_timezone(ZoneInfo(settings.timezone))
-        contract.validator("OrderSelectRequest")  # compile the request schemas before the first request
-        contract.validator("OrderSignRequest")
+        # Compile the request schemas (both validators) here, in the gunicorn master, not on each
+        # worker's first request.
+        for schema in ("OrderSelectRequest", "OrderSignRequest", "FeedbackRequest"):
+            contract.validator(schema)
+            contract.fast_validator(schema)
         if fetcher is None and settings.fhir_fetch:
             fetcher = shared_fetcher(
                 FetchPolicy(

@@ -342,3 +342,18 @@ def opioid_order(product: tuple[str, str] = OXYCODONE) -> dict[str, Any]:
             }
         ],
     )
+
+
+def methadone_taper() -> dict[str, Any]:
+    """A completed methadone order written as a taper: two dosage lines, the last ending 5 days ago."""
+    steps = [(1, -60, -30), (2, -29, -5)]
+    return medication_request(
+        METHADONE,
+        status="completed",
+        authored=-60,
+        supply_days=None,
+        dosageInstruction=[
+            {"sequence": n, "timing": {"repeat": {"boundsPeriod": {"start": day(start), "end": day(end)}}}}
+            for n, start, end in steps
+        ],
+    )

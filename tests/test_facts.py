@@ -348,22 +348,7 @@ EXPOSURES = [
     ),
     (
         "a taper: the latest of several dosage instructions",
-        c.medication_request(
-            c.METHADONE,
-            status="completed",
-            authored=-60,
-            supply_days=None,
-            dosageInstruction=[
-                {
-                    "sequence": 1,
-                    "timing": {"repeat": {"boundsPeriod": {"start": c.day(-60), "end": c.day(-30)}}},
-                },
-                {
-                    "sequence": 2,
-                    "timing": {"repeat": {"boundsPeriod": {"start": c.day(-29), "end": c.day(-5)}}},
-                },
-            ],
-        ),
+        c.methadone_taper(),
         False,
         -5,
     ),

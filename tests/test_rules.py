@@ -652,22 +652,7 @@ CASES = [
     _case(
         "a methadone taper ending 5 days ago",
         *READY,
-        c.medication_request(
-            c.METHADONE,
-            status="completed",
-            authored=-60,
-            supply_days=None,
-            dosageInstruction=[
-                {
-                    "sequence": 1,
-                    "timing": {"repeat": {"boundsPeriod": {"start": c.day(-60), "end": c.day(-30)}}},
-                },
-                {
-                    "sequence": 2,
-                    "timing": {"repeat": {"boundsPeriod": {"start": c.day(-29), "end": c.day(-5)}}},
-                },
-            ],
-        ),
+        c.methadone_taper(),
         fires={"opioid-recent": "critical"},
     ),
 ]

@@ -614,3 +614,24 @@ def test_urls_are_normalised_and_passwords_kept_out_of_logs() -> None:
     assert store.url_for_logs == "postgresql+psycopg://cds:***@db.example:5432/audit"
     assert "hunter2" not in repr(store)
     assert Store(sqlite_url("/var/lib/cds/audit.db"), secret=SECRET).backend == "sqlite"
+
+
+def test_sqlite_fsyncs_feedback_but_not_the_audit_of_each_answer(tmp_path: Path) -> None:
+    """Feedback is acknowledged as stored: it must survive a power cut (synchronous=FULL). The audit of
+    issued cards only has to survive the process (NORMAL): an fsync per answer tripled the tail."""
+    store = Store(sqlite_url(tmp_path / "audit.db"), secret=SECRET, clock=lambda: T0)
+    store.migrate()
+
+    def synchronous_of_the_pooled_connection() -> int:
+        with store._engine().connect() as conn:  # one thread: the pool hands back the same connection
+            return int(conn.connection.driver_connection.execute("PRAGMA synchronous").fetchone()[0])
+
+    try:
+        (card,) = issue(store)
+        assert synchronous_of_the_pooled_connection() == 1  # NORMAL
+        store.record_feedback(SERVICE, [accepted(card)])
+        assert synchronous_of_the_pooled_connection() == 2  # FULL
+        issue(store)
+        assert synchronous_of_the_pooled_connection() == 1
+    finally:
+        store.close()

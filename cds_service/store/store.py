@@ -376,7 +376,6 @@ def _sqlite_on_connect(dbapi_connection: Any, busy_timeout_ms: int) -> None:
         _switch_to_wal(cursor, busy_timeout_ms)
         cursor.execute("PRAGMA synchronous = FULL")
         cursor.execute("PRAGMA foreign_keys = ON")
-        _SYNCHRONOUS[id(dbapi_connection)] = "FULL"
     finally:
         cursor.close()
 
@@ -396,18 +395,14 @@ def _switch_to_wal(cursor: Any, busy_timeout_ms: int) -> None:
             time.sleep(0.02)
 
 
-# The synchronous setting each live SQLite connection is in (keyed by id; entries of closed connections
-# are overwritten when an id is reused, and a new connection always starts FULL).
-_SYNCHRONOUS: dict[int, str] = {}
-
-
 def _sqlite_synchronous(conn: Connection, mode: str) -> None:
     """Sets ``PRAGMA synchronous`` outside any transaction (on the driver connection, in autocommit)."""
-    driver = conn.connection.driver_connection
-    assert driver is not None  # a checked-out connection
-    if _SYNCHRONOUS.get(id(driver)) != mode:
+    pooled = conn.connection  # its ``info`` lives as long as the driver connection
+    if pooled.info.get("synchronous") != mode:
+        driver = pooled.driver_connection
+        assert driver is not None  # a checked-out connection
         driver.execute(f"PRAGMA synchronous = {mode}")
-        _SYNCHRONOUS[id(driver)] = mode
+        pooled.info["synchronous"] = mode
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
