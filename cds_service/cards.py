@@ -18,8 +18,9 @@ from typing import Any
 from cds_service.engine import Match
 from cds_service.facts import ClinicalFacts, OrderFacts, PatientFacts
 from cds_service.facts.medications import Exposure, format_mg
+from cds_service.facts.observations import Finding
 from cds_service.policy import Policy
-from cds_service.rulebook import INDICATORS, Rule, RuleBook
+from cds_service.rulebook import INDICATORS, Rule, RuleBook, Variant
 from cds_service.suggestions import BUILDERS, SuggestionContext
 from cds_service.terminology import PROJECT
 
@@ -72,30 +73,34 @@ def render(matches: Iterable[Match], ctx: CardContext) -> list[dict[str, Any]]:
         }
         if not kept:
             continue
-        indicator = min((rule.variants[v].indicator for v in kept.values()), key=_SEVERITY.__getitem__)
-        if ctx.hook == "order-sign" and indicator == "info":
+        # the most severe variant that matched any order words the card (ties: rule-book precedence)
+        variant = min(
+            (rule.variants[v] for v in kept.values()),
+            key=lambda v: (_SEVERITY[v.indicator], rule.variants.index(v)),
+        )
+        if ctx.hook == "order-sign" and variant.indicator == "info":
             continue
         matched_orders = [orders[key] for key in sorted(kept)]
-        cards.append((_SEVERITY[indicator], rule.position, _card(rule, indicator, matched_orders, ctx)))
+        cards.append((_SEVERITY[variant.indicator], rule.position, _card(rule, variant, matched_orders, ctx)))
     return [card for _, _, card in sorted(cards, key=lambda item: (item[0], item[1]))]
 
 
-def _card(rule: Rule, indicator: str, orders: Sequence[OrderFacts], ctx: CardContext) -> dict[str, Any]:
+def _card(rule: Rule, variant: Variant, orders: Sequence[OrderFacts], ctx: CardContext) -> dict[str, Any]:
     order = orders[0]
     values = template_values(order, ctx.facts.patient, ctx.policy)
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
-        "summary": _fit(rule.summary.format_map(values)),
-        "detail": _detail(rule, orders, values, ctx),
-        "indicator": indicator,
+        "summary": _fit(variant.summary.format_map(values)),
+        "detail": _detail(rule, variant, orders, values, ctx),
+        "indicator": variant.indicator,
         "source": {
-            "label": rule.source.label,
-            "url": rule.source.url,
+            "label": variant.source.label,
+            "url": variant.source.url,
             "topic": {"system": RULE_SYSTEM, "code": rule.id, "display": rule.title},
         },
     }
     suggestions = []
-    for name in rule.suggestions:
+    for name in variant.suggestions:
         for each in orders:
             suggestion = BUILDERS[name](
                 SuggestionContext(
@@ -121,10 +126,12 @@ def _fit(summary: str) -> str:
     return summary if len(summary) <= _SUMMARY_LIMIT else summary[: _SUMMARY_LIMIT - 1].rstrip() + "…"
 
 
-def _detail(rule: Rule, orders: Sequence[OrderFacts], values: Mapping[str, str], ctx: CardContext) -> str:
+def _detail(
+    rule: Rule, variant: Variant, orders: Sequence[OrderFacts], values: Mapping[str, str], ctx: CardContext
+) -> str:
     # Names, ids and texts come from the EHR's data: escaped so they cannot add links, HTML or emphasis.
     safe_values = {key: markdown_safe(value) for key, value in values.items()}
-    lines = [rule.detail.format_map(safe_values), ""]
+    lines = [variant.detail.format_map(safe_values), ""]
     reviewed = "; ".join(markdown_safe(f"{o.label} ({o.reference})") for o in orders)
     lines += [f"**Order reviewed:** {reviewed}", ""]
     evidence = [
@@ -134,9 +141,9 @@ def _detail(rule: Rule, orders: Sequence[OrderFacts], values: Mapping[str, str],
         lines.append("**Patient data behind this card:**")
         lines += [f"- {markdown_safe(line)}" for line in evidence]
         lines.append("")
-    lines += [f"**What to do:** {rule.advice.format_map(safe_values)}", ""]
+    lines += [f"**What to do:** {variant.advice.format_map(safe_values)}", ""]
     lines.append(
-        f"**Source:** [{rule.source.title}]({rule.source.url}), {rule.source.section}. "
+        f"**Source:** [{variant.source.title}]({variant.source.url}), {variant.source.section}. "
         f"Rule `{rule.id}`, rules {ctx.rulebook.version}."
     )
     return "\n".join(lines)
@@ -185,6 +192,8 @@ def template_values(order: OrderFacts, patient: PatientFacts, policy: Policy) ->
         "last_opioid_date": _day(last_end),
         "earliest_start": _day(patient.earliest_start),
         "uds_positive_date": _day(patient.uds_positive.day if patient.uds_positive else None),
+        "uds_negative_date": _day(max((f.day for f in patient.uds_cleared_by if f.day), default=None)),
+        "unreadable_summary": _unreadable_summary(patient.unreadable_results),
         "challenge_date": _day(patient.challenge_latest.day if patient.challenge_latest else None),
         "hepatic_names": _names(d.name for d in patient.hepatic),
         "lft_summary": _lft_summary(patient),
@@ -259,6 +268,20 @@ def _ldn_values(order: OrderFacts, plan: Any, policy: Policy) -> dict[str, str]:
 
 def _dose(dose: float | None) -> str:
     return format_mg(dose) if dose is not None else "no dose"
+
+
+_TEST_NAMES = {"screen": "urine opioid screen", "challenge": "naloxone challenge", "liver": "liver test"}
+
+
+def _unreadable_summary(findings: Sequence[Finding]) -> str:
+    names = list(dict.fromkeys(_TEST_NAMES.get(f.test, f.name) for f in findings))
+    if not names:
+        return "A result"
+    joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    latest = max((f.day for f in findings if f.day), default=None)
+    when = f" of {latest.isoformat()}" if latest and len(findings) == 1 else ""
+    plural = "results" if len(findings) > 1 else "result"
+    return f"The {joined} {plural}{when}"
 
 
 def _lft_summary(patient: PatientFacts) -> str:
@@ -350,7 +373,12 @@ EVIDENCE: dict[str, EvidenceWriter] = {
     "recent_opioids": _recent,
     "withdrawal": lambda o, p, pol: [d.evidence() for d in p.withdrawal],
     "oud": lambda o, p, pol: [d.evidence() for d in p.oud],
-    "uds_positive": lambda o, p, pol: [p.uds_positive.evidence("positive")] if p.uds_positive else [],
+    "uds_positive": lambda o, p, pol: (
+        [p.uds_positive.evidence("positive")] + [f.evidence("negative, newer") for f in p.uds_cleared_by]
+        if p.uds_positive
+        else []
+    ),
+    "unreadable_results": lambda o, p, pol: [f.evidence() for f in p.unreadable_results],
     "uds_reason": _uds_reason,
     "challenge": lambda o, p, pol: (
         [p.challenge_latest.evidence("failed (withdrawal signs)")] if p.challenge_latest else []
@@ -393,6 +421,8 @@ TEMPLATE_NAMES = frozenset(
         "last_opioid_date",
         "earliest_start",
         "uds_positive_date",
+        "uds_negative_date",
+        "unreadable_summary",
         "challenge_date",
         "hepatic_names",
         "lft_summary",

@@ -26,6 +26,7 @@ CATEGORIES: tuple[Category, ...] = ("contraindication", "caution", "guidance", "
 ORDER_KINDS = ("naltrexone-oral", "naltrexone-low-dose", "naltrexone-xr", "naltrexone-bupropion", "opioid")
 _OPERATORS = frozenset({"$and", "$or", "$lt", "$lte", "$gt", "$gte", "$neq", "$ex", "$nex"})
 _PLACEHOLDER = re.compile(r"^\{\{\s*(\w+)\s*\}\}$")
+_WORDING_FIELDS = frozenset({"summary", "detail", "advice", "source", "suggestions"})
 _RULE_FIELDS = frozenset(
     {
         "id",
@@ -52,16 +53,6 @@ class RuleBookError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Variant:
-    indicator: Indicator
-    condition: Mapping[str, Any]
-    """The complete durable-rules condition on the order fact (applies_to, when and variant when)."""
-    category: Category
-    """Usually the rule's; a variant may differ (opioid-recent is a caution, not a contraindication, for
-    low-dose naltrexone, so it does not hold back low-dose guidance)."""
-
-
-@dataclass(frozen=True, slots=True)
 class Source:
     title: str
     url: str
@@ -70,6 +61,23 @@ class Source:
     @property
     def label(self) -> str:
         return f"{self.title}: {self.section}"
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    indicator: Indicator
+    condition: Mapping[str, Any]
+    """The complete durable-rules condition on the order fact (applies_to, when and variant when)."""
+    category: Category
+    """Usually the rule's; a variant may differ (opioid-recent is a caution, not a contraindication, for
+    low-dose naltrexone, so it does not hold back low-dose guidance)."""
+    summary: str
+    detail: str
+    advice: str
+    source: Source
+    suggestions: tuple[str, ...]
+    """The rule's, unless the variant words the card differently (a newer negative screen: no "repeat
+    the screen"; an oral order: the oral label, not the injection's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,19 +183,11 @@ def _rule(entry: Mapping[str, Any], position: int, context: _Context) -> Rule:
         base = [_kinds_condition(applies_to)]
         if "when" in entry:
             base.append(_condition(entry["when"], context, where))
-        variants = _variants(entry, base, context, where)
-        for field_name in ("summary", "detail", "advice"):
-            _check_template(entry[field_name], context, f"{where}.{field_name}")
+        wording = _wording(entry, None, context, where)
+        variants = _variants(entry, base, wording, context, where)
         evidence = tuple(entry.get("evidence", ()))
         if set(evidence) - context.evidence:
             raise RuleBookError(f"{where}: unknown evidence {sorted(set(evidence) - context.evidence)}")
-        suggestions = tuple(entry.get("suggestions", ()))
-        if set(suggestions) - context.suggestions:
-            raise RuleBookError(
-                f"{where}: unknown suggestions {sorted(set(suggestions) - context.suggestions)}"
-            )
-        source_entry = context.sources[entry["source"]["ref"]]
-        source = Source(source_entry["title"], source_entry["url"], entry["source"]["section"])
         reasons = tuple((code, context.reasons[code]) for code in entry.get("override_reasons", ()))
     except KeyError as exc:
         raise RuleBookError(f"{where}: missing or unknown {exc}") from exc
@@ -197,20 +197,59 @@ def _rule(entry: Mapping[str, Any], position: int, context: _Context) -> Rule:
         category=category,
         applies_to=applies_to,
         variants=variants,
-        summary=entry["summary"].strip(),
-        detail=" ".join(entry["detail"].split()),
-        advice=" ".join(entry["advice"].split()),
+        summary=wording.summary,
+        detail=wording.detail,
+        advice=wording.advice,
         evidence=evidence,
-        source=source,
-        suggestions=suggestions,
+        source=wording.source,
+        suggestions=wording.suggestions,
         override_reasons=reasons,
         suppressed_by=tuple(entry.get("suppressed_by", ())),
         position=position,
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Wording:
+    summary: str
+    detail: str
+    advice: str
+    source: Source
+    suggestions: tuple[str, ...]
+
+
+def _wording(spec: Mapping[str, Any], inherited: _Wording | None, context: _Context, where: str) -> _Wording:
+    """A card's words: the entry's own fields, each falling back to ``inherited`` (the rule's)."""
+
+    def text(name: str) -> str:
+        if name not in spec:
+            if inherited is None:
+                raise KeyError(name)
+            inherited_text: str = getattr(inherited, name)
+            return inherited_text
+        _check_template(spec[name], context, f"{where}.{name}")
+        return " ".join(str(spec[name]).split())
+
+    if "source" in spec:
+        source_entry = context.sources[spec["source"]["ref"]]
+        source = Source(source_entry["title"], source_entry["url"], spec["source"]["section"])
+    elif inherited is not None:
+        source = inherited.source
+    else:
+        raise KeyError("source")
+    if "suggestions" in spec:
+        suggestions = tuple(spec["suggestions"] or ())
+        if set(suggestions) - context.suggestions:
+            raise RuleBookError(
+                f"{where}: unknown suggestions {sorted(set(suggestions) - context.suggestions)}"
+            )
+    else:
+        suggestions = inherited.suggestions if inherited is not None else ()
+    return _Wording(text("summary"), text("detail"), text("advice"), source, suggestions)
+
+
 def _variants(
-    entry: Mapping[str, Any], base: list[Mapping[str, Any]], context: _Context, where: str
+    entry: Mapping[str, Any], base: list[Mapping[str, Any]], wording: _Wording, context: _Context, where: str
 ) -> tuple[Variant, ...]:
     category = entry["category"]
     if "variants" in entry:
@@ -221,7 +260,7 @@ def _variants(
         specs = [{"indicator": entry["indicator"]}]
     variants = []
     for spec in specs:
-        unknown = set(spec) - {"indicator", "when", "category"}
+        unknown = set(spec) - {"indicator", "when", "category"} - _WORDING_FIELDS
         if unknown:
             raise RuleBookError(f"{where}: unknown variant fields {sorted(unknown)}")
         indicator = _substitute(spec["indicator"], context, where)
@@ -234,7 +273,19 @@ def _variants(
         if variant_category not in CATEGORIES:
             raise RuleBookError(f"{where}: category {variant_category!r} is not one of {CATEGORIES}")
         condition = {"$and": parts} if len(parts) > 1 else parts[0]
-        variants.append(Variant(indicator=indicator, condition=condition, category=variant_category))
+        own = _wording(spec, wording, context, where)
+        variants.append(
+            Variant(
+                indicator=indicator,
+                condition=condition,
+                category=variant_category,
+                summary=own.summary,
+                detail=own.detail,
+                advice=own.advice,
+                source=own.source,
+                suggestions=own.suggestions,
+            )
+        )
     if not variants:
         raise RuleBookError(f"{where}: no variants")
     return tuple(variants)

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from cds_service.facts.result_text import ResultVocabulary
+
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
@@ -215,6 +217,7 @@ class Lexicon:
 class Terminology:
     valuesets: ValueSetLibrary
     lexicon: Lexicon
+    result_words: ResultVocabulary
 
     def in_valueset(self, name: str, concept: Any) -> bool:
         valueset = self.valuesets.get(name)
@@ -231,4 +234,8 @@ def load_terminology(rules_dir: Path) -> Terminology:
         patterns = yaml.safe_load(lexicon_file.read_text(encoding="utf-8"))["patterns"]
     except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
         raise TerminologyError(f"{lexicon_file}: {exc!r}") from exc
-    return Terminology(valuesets=ValueSetLibrary(rules_dir / "valuesets"), lexicon=Lexicon(patterns))
+    return Terminology(
+        valuesets=ValueSetLibrary(rules_dir / "valuesets"),
+        lexicon=Lexicon(patterns),
+        result_words=ResultVocabulary.load(rules_dir / "result_words.yaml"),
+    )

@@ -13,6 +13,8 @@ LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
 UCUM = "http://unitsofmeasure.org"
+V3 = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+PROJECT_OBSERVATION = "http://naltrexone-cds.org/fhir/CodeSystem/observation"
 _ids = itertools.count(1)
 
 OXYCODONE = ("1049621", "oxycodone hydrochloride 5 MG Oral Tablet")

@@ -441,13 +441,52 @@ def test_active_prescription_ended_inside_the_washout_dates_the_last_exposure() 
             {"valueQuantity": {"value": 20, "unit": "ng/mL"}, "referenceRange": [{"high": {"value": 300}}]},
             "negative",
         ),
-        ({"valueQuantity": {"value": 450, "unit": "ng/mL"}}, None),
-        ({"valueString": "see scanned report"}, None),
+        # a concentration is reported when the drug was found
+        ({"valueQuantity": {"value": 450, "unit": "ng/mL"}}, "positive"),
+        ({"valueQuantity": {"value": 100, "unit": "ng/mL", "comparator": "<"}}, "negative"),
+        ({"valueString": "see scanned report"}, "unreadable"),
+        ({"valueString": "AMP-, THC+, OPI-, FEN+"}, "positive"),
+        ({"valueString": "AMP-, THC+, OPI-, FEN-"}, "negative"),
+        ({"valueString": "NEG DILUTE"}, "unreadable"),
+        ({"valueBoolean": True}, "positive"),
+        # positive anywhere wins over a negative flag
+        (
+            {"valueString": "FEN POS", "interpretation": [{"coding": [{"system": c.V3, "code": "NEG"}]}]},
+            "positive",
+        ),
+        ({"interpretation": [{"coding": [{"system": c.V3, "code": "IND"}]}]}, "unreadable"),
+        ({"dataAbsentReason": {"text": "not performed"}}, None),
     ],
 )
 def test_reading_a_screen_result(extra: dict[str, Any], result: str | None) -> None:
     observation = c.observation("19295-5", "Opiates screen", when=-1, **extra)
-    assert read_result(observation, TERMS) == result
+    reading = read_result(observation, TERMS)
+    assert (reading.result if reading else None) == result
+
+
+def test_a_screen_is_read_per_analyte() -> None:
+    observation = c.observation("19295-5", "Opiates screen", when=-1, valueString="OPI neg, FEN pos, OXY neg")
+    reading = read_result(observation, TERMS)
+    assert reading is not None
+    assert dict(reading.analytes) == {"opiates": "negative", "fentanyl": "positive", "oxycodone": "negative"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "result"),
+    [
+        ({"valueString": "Not passed - withdrawal seen"}, "positive"),
+        ({"valueString": "withdrawal signs: none"}, "negative"),
+        ({"valueBoolean": True}, "unreadable"),
+        ({"valueBoolean": False}, "unreadable"),
+        ({"valueString": "see note"}, "unreadable"),
+    ],
+)
+def test_reading_a_naloxone_challenge(extra: dict[str, Any], result: str) -> None:
+    challenge = c.observation(
+        "naloxone-challenge", "Naloxone challenge", when=-1, system=c.PROJECT_OBSERVATION, **extra
+    )
+    (finding,) = naloxone_challenges([challenge], TERMS)
+    assert finding.result == result
 
 
 def test_screens_exclude_naltrexone_assays_and_uncounted_statuses() -> None:
@@ -486,10 +525,19 @@ def test_liver_tests_as_multiples_of_the_upper_limit() -> None:
     katal = c.lab_value("1742-6", "ALT", 2.0, "ukat/L", when=-2)
     assert enzyme_results([katal], "alt-tests", TERMS, 40)[0].uln_multiple == 3.0  # 2 µkat/L = 120 U/L
     unknown_unit = c.lab_value("1742-6", "ALT", 120, "mg", when=-2)
-    assert enzyme_results([unknown_unit], "alt-tests", TERMS, 40) == []  # unreadable, not "normal"
-    bilirubin = c.lab_value("1975-2", "Bilirubin total", 42, "umol/L", when=-3, high=None)
-    defaults = {"mg/dl": 1.2, "umol/l": 21}
-    assert bilirubin_results([bilirubin], TERMS, defaults)[0].uln_multiple == 2.0
+    (unreadable,) = enzyme_results([unknown_unit], "alt-tests", TERMS, 40)
+    assert unreadable.result == "unreadable" and unreadable.uln_multiple is None  # said, never "normal"
+    bilirubin = c.lab_value("1975-2", "Bilirubin total", 41.04, "umol/L", when=-3, high=None)
+    assert round(bilirubin_results([bilirubin], TERMS, 1.2)[0].uln_multiple or 0, 2) == 2.0  # 2.4 mg/dL
+
+
+@pytest.mark.parametrize(
+    "unit",
+    ["\u00b5kat/L", "\u03bckat/L", "ukat/L", "µkat/l", "UKAT/L", " µkat / L ", "ukat/L (37 C)"],
+)
+def test_enzyme_units_in_every_spelling(unit: str) -> None:
+    katal = c.lab_value("1742-6", "ALT", 2.0, unit, when=-2)
+    assert enzyme_results([katal], "alt-tests", TERMS, 40)[0].uln_multiple == 3.0  # 2 µkat/L = 120 U/L
 
 
 # ---------------------------------------------------------------------------------- conditions
@@ -550,7 +598,12 @@ def test_naltrexone_allergy(allergy: dict[str, Any], counts: bool) -> None:
         ("2026-11-22", date(2026, 11, 22)),
         ("2026-11", date(2026, 11, 1)),
         ("2026", date(2026, 1, 1)),
-        ("2026-11-22T23:30:00-05:00", date(2026, 11, 23)),
+        # a timestamp counts on its own calendar day, whatever its offset (issue 11, time zones)
+        ("2026-11-22T23:30:00-05:00", date(2026, 11, 22)),
+        ("2026-11-22T00:30:00+14:00", date(2026, 11, 22)),
+        ("2026-11-22T23:59:59-12:00", date(2026, 11, 22)),
+        ("0001-01-01T00:00:00+14:00", None),
+        ("9999-12-31T23:59:59-14:00", None),
         ("2026-11-22T10:00:00Z", date(2026, 11, 22)),
         ("not a date", None),
         (20261122, None),

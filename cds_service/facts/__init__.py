@@ -88,6 +88,7 @@ FACT_NAMES = frozenset(
         "naltrexone_allergy", "pregnant", "naltrexone_recent", "antidiarrheal_opioid_active",
         "naloxone_rescue_recent", "naltrexone_blockade", "dose_known", "bedtime", "extended_release",
         "split_commercial_tablet", "ldn_on_plan", "dose_mg", "lft_max_uln_multiple", "bilirubin_uln_multiple",
+        "uds_positive_cleared", "result_unreadable",
     }
 )  # fmt: skip
 """Every name ``engine_fact`` can emit; rules may use no other (rulebook.py checks)."""
@@ -116,14 +117,17 @@ def engine_fact(order: OrderFacts, patient: PatientFacts, policy: Policy) -> dic
         "alcohol_use_disorder": bool(patient.aud),
         "opioid_withdrawal": bool(patient.withdrawal),
         "uds_positive_recent": patient.uds_positive is not None,
+        "uds_positive_cleared": bool(patient.uds_cleared_by),
         "challenge_passed_after_uds": patient.challenge_after_uds is not None,
         "uds_recent": patient.uds_recent is not None,
         "challenge_failed_recent": patient.challenge_latest is not None
         and patient.challenge_latest.result == "positive",
-        "challenge_recent": patient.challenge_latest is not None,
+        # an unreadable challenge is a challenge done: the result-unreadable card asks for its result
+        "challenge_recent": patient.challenge_latest is not None or _unreadable(patient, "challenge"),
+        "result_unreadable": bool(patient.unreadable_results),
         "hepatic_contraindication": bool(patient.hepatic),
         "decompensated_cirrhosis": bool(patient.decompensated_cirrhosis),
-        "lft_recent": patient.alt is not None or patient.ast is not None,
+        "lft_recent": patient.alt is not None or patient.ast is not None or _unreadable(patient, "liver"),
         "naltrexone_allergy": bool(patient.allergies),
         "pregnant": bool(patient.pregnancy),
         "naltrexone_recent": _recent_naltrexone(patient, policy),
@@ -144,6 +148,10 @@ def engine_fact(order: OrderFacts, patient: PatientFacts, policy: Policy) -> dic
     # durable-rules treats a missing property as "no match" but a null as present: drop the Nones.
     fact.update({k: round(v, 3) for k, v in optional.items() if v is not None})
     return fact
+
+
+def _unreadable(patient: PatientFacts, test: str) -> bool:
+    return any(f.test == test for f in patient.unreadable_results)
 
 
 def _recent_naltrexone(patient: PatientFacts, policy: Policy) -> bool:

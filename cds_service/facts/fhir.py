@@ -5,8 +5,9 @@ more than the rest of the request): every reader here returns ``None`` (or an em
 element that is absent or not of the expected shape, and the caller decides what missing means
 clinically. Nothing here raises on bad data.
 
-Dates become calendar days in the deployment's time zone (``set_local_timezone``, from settings):
-"today" and a record's day must be counted on the same calendar.
+A timestamp counts on its own calendar day, the one its writer saw: a dispense at 23:30+09:00 happened
+on that day in Tokyo, whatever the deployment's zone. The deployment's time zone (``set_local_timezone``,
+from settings) decides "today" and the day of a timestamp written without an offset.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def parse_day(value: Any, *, end: bool = False) -> date | None:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             return None
-        day = local_day(moment) if moment.tzinfo is not None else moment.date()
+        day = moment.date()  # its own calendar day, offset or not (see the module docstring)
         return day if _EARLIEST_YEAR <= day.year <= _LATEST_YEAR else None
     match = _DATE.match(value)
     if not match:

@@ -1,11 +1,14 @@
 """Laboratory results and the naloxone challenge, as dated, interpreted findings.
 
-How a result is read, in order: the Observation's ``interpretation`` (POS/DET/A/H... vs NEG/ND/N, HL7
-v3 or v2 table 0078), then a coded value (positive/negative answer value sets), then words in a coded
-value's text or a ``valueString`` ("Presumptive positive", "not detected", "FAIL - withdrawal signs"...;
-negative wording is checked first, so "not detected" is never read as "detected"), then a
-``valueBoolean`` (screens only: true = present), then a ``valueQuantity`` against its reference range.
-A result none of these decide is *unreadable*: it is never taken as negative.
+How a result is read: every part of the Observation that states a result is read — its
+``interpretation`` (POS/DET/A/H... vs NEG/ND/N, IND/E; HL7 v3 or v2 table 0078), a coded value
+(positive/negative answer value sets), the words of a ``valueString`` or of a coded value's text (through
+``result_text``: analytes, negation, several analytes in one string), a ``valueBoolean`` (screens only:
+true = present; a challenge recorded as true/false says neither passed nor failed), and a
+``valueQuantity`` (against its reference range, or its comparator: "<300" is negative). Then safety
+decides: any part that says positive makes the result positive; otherwise any part that cannot be read
+makes it *unreadable*; negative only when what was read says so. An unreadable result is never taken as
+negative: the cards say it could not be read.
 
 Drug panels often carry each drug as a ``component``: components are read like Observations of their own,
 dated and statused by their parent.
@@ -17,16 +20,21 @@ costs the number of *distinct* codes and names in the record, not the number of 
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
 from cds_service.facts.fhir import Resource, as_dict, as_list, first_day, number, reference_of, text
+from cds_service.facts.result_text import Reading, ResultVocabulary
 from cds_service.terminology import V3_INTERPRETATION, Code, Terminology, codings, concept_texts
 
-Result = Literal["positive", "negative"]
+Result = Reading
+ResultKind = Literal["screen", "challenge", "presence"]
+"""A drug screen (analytes), a naloxone challenge (passed/failed), or any other presence test (hCG)."""
 
 _COUNTED_STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
 _INTERPRETATION_SYSTEMS = frozenset(
@@ -34,18 +42,42 @@ _INTERPRETATION_SYSTEMS = frozenset(
 )
 _POSITIVE_INTERPRETATIONS = frozenset({"POS", "DET", "A", "AA", "H", "HH", "HU", ">"})
 _NEGATIVE_INTERPRETATIONS = frozenset({"NEG", "ND", "N"})
+_UNREADABLE_INTERPRETATIONS = frozenset({"IND", "E", "EQV", "NR", "QCF"})
 NALOXONE_CHALLENGE = ("http://naltrexone-cds.org/fhir/CodeSystem/observation", "naloxone-challenge")
-# Enzyme activity units as labs spell them, and their factor to U/L.
+_QUOTED_TEXT = 80
+# Enzyme activity units, normalised (NFKC, micro -> u, lower case, no spaces), and their factor to U/L.
+# UCUM [IU]/L is an arbitrary unit, but labs use IU/L and U/L alike for ALT and AST.
 _ENZYME_UNITS = {
     "u/l": 1.0,
     "iu/l": 1.0,
     "[iu]/l": 1.0,
     "units/l": 1.0,
     "unit/l": 1.0,
+    "u/liter": 1.0,
+    "u/litre": 1.0,
+    "iu/liter": 1.0,
     "ukat/l": 60.0,
-    "µkat/l": 60.0,
+    "mckat/l": 60.0,
+    "microkat/l": 60.0,
+    "nkat/l": 0.06,
 }
-_BILIRUBIN_UNITS = {"mg/dl": "mg/dl", "umol/l": "umol/l", "µmol/l": "umol/l", "micromol/l": "umol/l"}
+# Total bilirubin, normalised, and the factor to mg/dL (1 mg/dL = 17.1 umol/L).
+_BILIRUBIN_UNITS = {
+    "mg/dl": 1.0,
+    "mg/100ml": 1.0,
+    "mg/l": 0.1,
+    "umol/l": 1 / 17.1,
+    "mcmol/l": 1 / 17.1,
+    "micromol/l": 1 / 17.1,
+    "mmol/l": 1000 / 17.1,
+}
+
+
+def normalise_unit(unit: str) -> str:
+    """A unit string as compared here: NFKC (the micro sign becomes Greek mu), mu -> u, lower case,
+    no spaces, and a trailing annotation such as "(37 C)" dropped."""
+    folded = unicodedata.normalize("NFKC", unit).replace("\u03bc", "u").casefold()
+    return re.sub(r"\(.*?\)|\{.*?\}|\s+", "", folded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +90,11 @@ class Finding:
     unit: str | None = None
     uln: float | None = None
     uln_from_lab: bool = False
+    analytes: Mapping[str, Result] = field(default_factory=dict)
+    """For drug screens: each opioid analyte class read, and its result."""
+    said: str | None = None
+    """What the record says, quoted on the card when the result could not be read."""
+    test: ResultKind | Literal["liver"] = "screen"
 
     @property
     def uln_multiple(self) -> float | None:
@@ -68,8 +105,11 @@ class Finding:
     def evidence(self, what: str | None = None) -> str:
         when = self.day.isoformat() if self.day else "date not recorded"
         if what is None:
-            what = self.result or "result could not be read"
+            what = self.result if self.result in ("positive", "negative") else self.unreadable_text()
         return f"{self.name} — {self.reference}, {when}: {what}"
+
+    def unreadable_text(self) -> str:
+        return f'could not be read ("{self.said}")' if self.said else "could not be read"
 
 
 def counted(observation: Resource) -> bool:
@@ -92,41 +132,122 @@ def observation_name(observation: Resource) -> str:
     return texts[0] if texts else "observation"
 
 
+@dataclass(frozen=True, slots=True)
+class ResultReading:
+    result: Result
+    analytes: Mapping[str, Result] = field(default_factory=dict)
+    said: str | None = None
+
+
 def read_result(
-    observation: Resource, terminology: Terminology, *, boolean_is_presence: bool = True
-) -> Result | None:
+    observation: Resource, terminology: Terminology, kind: ResultKind = "screen"
+) -> ResultReading | None:
+    """What the Observation (or component) says; ``None`` when it states no result at all."""
+    words = terminology.result_words
+    own = _own_analytes(observation, words, kind)
+    readings: list[ResultReading] = []
     for interpretation in as_list(observation.get("interpretation")):
         for system, code in codings(interpretation):
-            if system in _INTERPRETATION_SYSTEMS and code.upper() in _POSITIVE_INTERPRETATIONS:
-                return "positive"
-            if system in _INTERPRETATION_SYSTEMS and code.upper() in _NEGATIVE_INTERPRETATIONS:
-                return "negative"
+            flag = _interpretation(system, code)
+            if flag is not None:
+                readings.append(ResultReading(flag, {a: flag for a in own}))
     value_concept = observation.get("valueCodeableConcept")
     if isinstance(value_concept, Mapping):
         if terminology.in_valueset("result-positive", value_concept):
-            return "positive"
-        if terminology.in_valueset("result-negative", value_concept):
-            return "negative"
-    words = concept_texts(value_concept) + [t for t in (text(observation.get("valueString")),) if t]
-    if terminology.lexicon.matches("negative", words):
-        return "negative"
-    if terminology.lexicon.matches("positive", words):
+            readings.append(ResultReading("positive", {a: "positive" for a in own}))
+        elif terminology.in_valueset("result-negative", value_concept):
+            readings.append(ResultReading("negative", {a: "negative" for a in own}))
+    for said in [*concept_texts(value_concept), *[t for t in (text(observation.get("valueString")),) if t]]:
+        readings.append(_read_words(said, own, words, kind))
+    boolean = observation.get("valueBoolean")
+    if isinstance(boolean, bool):
+        if kind == "challenge":
+            readings.append(ResultReading("unreadable", said="true" if boolean else "false"))
+        else:
+            flag = "positive" if boolean else "negative"
+            readings.append(ResultReading(flag, {a: flag for a in own}))
+    quantity = as_dict(observation.get("valueQuantity"))
+    if quantity:
+        flag = _quantity_result(quantity, _reference_range_high(observation)[0])
+        readings.append(ResultReading(flag, {a: flag for a in own}, said=_quantity_text(quantity)))
+    if not readings:
+        return None
+    return _combined(readings)
+
+
+def _own_analytes(observation: Resource, words: ResultVocabulary, kind: ResultKind) -> tuple[str, ...]:
+    if kind != "screen":
+        return ("test",)
+    return words.analytes_named(concept_texts(observation.get("code"))) or ("opioids",)
+
+
+def _interpretation(system: str, code: str) -> Result | None:
+    if system not in _INTERPRETATION_SYSTEMS:
+        return None
+    flag = code.upper()
+    if flag in _POSITIVE_INTERPRETATIONS:
         return "positive"
-    if boolean_is_presence and isinstance(observation.get("valueBoolean"), bool):
-        return "positive" if observation["valueBoolean"] else "negative"
-    value = number(as_dict(observation.get("valueQuantity")).get("value"))
-    high = _reference_high(observation)
-    if value is not None and high is not None:
+    if flag in _NEGATIVE_INTERPRETATIONS:
+        return "negative"
+    if flag in _UNREADABLE_INTERPRETATIONS:
+        return "unreadable"
+    return None
+
+
+def _read_words(said: str, own: tuple[str, ...], words: ResultVocabulary, kind: ResultKind) -> ResultReading:
+    quoted = _quote(said)
+    if kind == "challenge":
+        challenge = words.read_challenge(said)
+        result: Result = {"failed": "positive", "passed": "negative"}.get(challenge, "unreadable")  # type: ignore[assignment]
+        return ResultReading(result, said=quoted)
+    decides = words.is_opioid if kind == "screen" else (lambda analyte: analyte == "test")
+    screen = words.read_screen(said, own, decides=decides)
+    return ResultReading(screen.reading, screen.analytes, said=quoted)
+
+
+def _quote(said: str) -> str:
+    flat = " ".join(said.split())
+    return flat if len(flat) <= _QUOTED_TEXT else flat[: _QUOTED_TEXT - 1].rstrip() + "…"
+
+
+def _quantity_result(quantity: Mapping[str, object], high: float | None) -> Result:
+    value = number(quantity.get("value"))
+    comparator = text(quantity.get("comparator"))
+    if value is None:
+        return "unreadable"
+    if comparator in ("<", "<="):
+        return "negative" if high is None or value <= high else "unreadable"
+    if comparator in (">", ">="):
+        return "positive" if high is None or value >= high else "unreadable"
+    if high is not None:
         return "positive" if value > high else "negative"
-    return None
+    # A drug concentration is reported only when the drug was found: a number above zero means present.
+    return "positive" if value > 0 else "negative"
 
 
-def _reference_high(observation: Resource) -> float | None:
-    for reference_range in as_list(observation.get("referenceRange")):
-        high = number(as_dict(reference_range.get("high")).get("value"))
-        if high is not None:
-            return high
-    return None
+def _quantity_text(quantity: Mapping[str, object]) -> str:
+    parts = [
+        text(quantity.get("comparator")) or "",
+        str(quantity.get("value", "")),
+        str(quantity.get("unit") or ""),
+    ]
+    return _quote(" ".join(p for p in parts if p).strip())
+
+
+def _combined(readings: list[ResultReading]) -> ResultReading:
+    """Positive anywhere wins; then unreadable anywhere; negative only when every part says so."""
+    analytes: dict[str, Result] = {}
+    for reading in readings:
+        for analyte, result in reading.analytes.items():
+            previous = analytes.get(analyte)
+            if previous is None or _RANK[result] > _RANK[previous]:
+                analytes[analyte] = result
+    overall = max((r.result for r in readings), key=_RANK.__getitem__)
+    said = next((r.said for r in readings if r.result == overall and r.said), None)
+    return ResultReading(overall, analytes, said)
+
+
+_RANK: dict[Result, int] = {"negative": 0, "unreadable": 1, "positive": 2}
 
 
 def _readings(observations: Iterable[Resource]) -> Iterator[tuple[Resource, Resource]]:
@@ -192,41 +313,44 @@ def findings_in(
     terminology: Terminology,
     *,
     named: str | None = None,
+    kind: ResultKind = "screen",
 ) -> list[Finding]:
-    """Counted readings whose code is in ``valueset``, newest first (undated last)."""
-    found = [
-        Finding(
-            reference=reference_of(observation),
-            name=observation_name(reading),
-            day=observation_day(observation),
-            result=read_result(reading, terminology),
-        )
-        for reading, observation in coded_in(observations, valueset, terminology, named=named)
-    ]
+    """Counted readings whose code is in ``valueset`` and that state a result, newest first."""
+    found = []
+    for reading, observation in coded_in(observations, valueset, terminology, named=named):
+        result = read_result(reading, terminology, kind)
+        if result is not None:
+            found.append(_finding(reading, observation, result, test=kind))
     return _newest_first(found)
+
+
+def _finding(
+    reading: Resource, observation: Resource, result: ResultReading, *, test: ResultKind, name: str = ""
+) -> Finding:
+    return Finding(
+        reference=reference_of(observation),
+        name=name or observation_name(reading),
+        day=observation_day(observation),
+        result=result.result,
+        analytes=result.analytes,
+        said=result.said,
+        test=test,
+    )
 
 
 def naloxone_challenges(
     observations: Iterable[Resource] | Readings, terminology: Terminology
 ) -> list[Finding]:
-    """Challenges recorded as described in rules/README.md, newest first.
-
-    A ``valueBoolean`` is not read: whether true means "passed" or "withdrawal seen" depends on how the
-    local form asks the question.
-    """
+    """Challenges recorded as described in rules/README.md, newest first: positive = failed (withdrawal),
+    negative = passed; a ``valueBoolean`` is unreadable (true could mean "passed" or "withdrawal seen")."""
     found = []
     challenges = readings_of(observations).matching(
         lambda c: c == NALOXONE_CHALLENGE, terminology, named="naloxone_challenge"
     )
     for reading, observation in challenges:
-        found.append(
-            Finding(
-                reference=reference_of(observation),
-                name="naloxone challenge",
-                day=observation_day(observation),
-                result=read_result(reading, terminology, boolean_is_presence=False),
-            )
-        )
+        result = read_result(reading, terminology, "challenge")
+        if result is not None:
+            found.append(_finding(reading, observation, result, test="challenge", name="naloxone challenge"))
     return _newest_first(found)
 
 
@@ -235,58 +359,88 @@ def enzyme_results(
 ) -> list[Finding]:
     """ALT/AST results in U/L with their upper limit of normal, newest first.
 
-    A result in a unit that is not an enzyme activity unit, with no reference range, is unreadable and
-    left out (so it cannot hide the need for liver tests).
+    A result whose unit cannot be converted and that has no reference range to compare with is kept as
+    *unreadable* (the cards say so): it is never dropped, and never read as normal.
     """
     found = []
     for reading, observation in coded_in(observations, valueset, terminology):
-        finding = _quantitative(reading, observation, _ENZYME_UNITS, {"u/l": default_uln})
+        finding = _quantitative(reading, observation, _ENZYME_UNITS, "U/L", default_uln)
         if finding is not None:
             found.append(finding)
     return _newest_first(found)
 
 
 def bilirubin_results(
-    observations: Iterable[Resource] | Readings, terminology: Terminology, default_uln: Mapping[str, float]
+    observations: Iterable[Resource] | Readings, terminology: Terminology, default_uln_mg_per_dl: float
 ) -> list[Finding]:
-    """Total bilirubin with its upper limit of normal (mg/dL or µmol/L), newest first."""
-    units = {spelling: 1.0 for spelling in _BILIRUBIN_UNITS}
-    defaults = {spelling: default_uln[canonical] for spelling, canonical in _BILIRUBIN_UNITS.items()}
+    """Total bilirubin in mg/dL with its upper limit of normal, newest first (unreadable kept as such)."""
     found = []
     for reading, observation in coded_in(observations, "bilirubin-total-tests", terminology):
-        finding = _quantitative(reading, observation, units, defaults)
+        finding = _quantitative(reading, observation, _BILIRUBIN_UNITS, "mg/dL", default_uln_mg_per_dl)
         if finding is not None:
             found.append(finding)
     return _newest_first(found)
 
 
-def _quantitative(
-    reading: Resource, observation: Resource, units: Mapping[str, float], default_uln: Mapping[str, float]
-) -> Finding | None:
+_NUMBER_TEXT = re.compile(r"^\s*(<=|>=|<|>|≤|≥)?\s*(\d+(?:\.\d+)?)\s*([^\d\s].*)?$")
+
+
+def _quantity_of(reading: Resource) -> tuple[float | None, str, str | None]:
+    """(value, unit, what was said): from valueQuantity, else a number written as text ("<10 U/L")."""
     quantity = as_dict(reading.get("valueQuantity"))
-    value = number(quantity.get("value"))
+    if quantity:
+        unit = text(quantity.get("code")) or text(quantity.get("unit")) or ""
+        return number(quantity.get("value")), unit, _quantity_text(quantity)
+    said = text(reading.get("valueString"))
+    if said is None:
+        return None, "", None
+    match = _NUMBER_TEXT.match(unicodedata.normalize("NFKC", said))
+    if match is None:
+        return None, "", _quote(said)
+    return float(match.group(2)), (match.group(3) or "").strip(), _quote(said)
+
+
+def _quantitative(
+    reading: Resource, observation: Resource, units: Mapping[str, float], canonical: str, default_uln: float
+) -> Finding | None:
+    value, unit, said = _quantity_of(reading)
+    if value is None and said is None:
+        return None  # no value at all (e.g. dataAbsentReason): not a result
+    lab_uln, lab_unit = _reference_range_high(reading)
+    factor = units.get(normalise_unit(unit)) if unit else None
+    uln: float | None = None
+    from_lab = False
     if value is None:
-        return None
-    unit = text(quantity.get("code")) or text(quantity.get("unit")) or ""
-    key = unit.replace(" ", "").lower()
-    lab_uln = _reference_high(reading)
-    if lab_uln:
-        uln: float | None = lab_uln
-    elif key in units:
-        value *= units[key]
-        uln = default_uln.get(key) or default_uln.get("u/l")
-    else:
-        return None
+        pass
+    elif lab_uln and (lab_unit is None or not unit or normalise_unit(lab_unit) == normalise_unit(unit)):
+        uln, from_lab = lab_uln, True  # the lab's own limit in the result's own unit: no conversion
+    elif lab_uln and factor is not None and units.get(normalise_unit(lab_unit or "")) is not None:
+        value, uln, from_lab = value * factor, lab_uln * units[normalise_unit(lab_unit or "")], True
+        unit = canonical
+    elif factor is not None:
+        value, uln, unit = value * factor, default_uln, canonical
+    readable = value is not None and uln is not None
     return Finding(
         reference=reference_of(observation),
         name=observation_name(reading),
         day=observation_day(observation),
-        result=None,
-        value=value,
+        result=None if readable else "unreadable",
+        value=value if readable else None,
         unit=unit or None,
-        uln=uln,
-        uln_from_lab=bool(lab_uln),
+        uln=uln if readable else None,
+        uln_from_lab=readable and from_lab,
+        said=None if readable else said,
+        test="liver",
     )
+
+
+def _reference_range_high(observation: Resource) -> tuple[float | None, str | None]:
+    for reference_range in as_list(observation.get("referenceRange")):
+        high = as_dict(reference_range.get("high"))
+        value = number(high.get("value"))
+        if value is not None:
+            return value, text(high.get("code")) or text(high.get("unit"))
+    return None, None
 
 
 def _newest_first(found: list[Finding]) -> list[Finding]:

@@ -43,9 +43,17 @@ class PatientFacts:
     """References of naloxone/nalmefene prescriptions in the look-back (or in this session's drafts)."""
     unidentified_medications: tuple[Exposure, ...]
     uds_positive: Finding | None
+    """The newest positive urine opioid screen in the look-back that a newer screen has not cleared
+    (else the newest cleared one, with ``uds_cleared_by`` set)."""
+    uds_cleared_by: tuple[Finding, ...]
+    """Newer negative screens of every analyte ``uds_positive`` was positive for, the wait since met."""
     challenge_after_uds: Finding | None
     uds_recent: Finding | None
     challenge_latest: Finding | None
+    """The newest readable naloxone challenge in the look-back."""
+    unreadable_results: tuple[Finding, ...]
+    """Screens, challenges and liver tests in their look-backs that could not be read, with no newer
+    readable result of the same test."""
     alt: Finding | None
     ast: Finding | None
     bilirubin: Finding | None
@@ -78,7 +86,12 @@ def patient_facts(
     lookback = today - timedelta(days=policy.opioid_exposure_lookback_days)
     observations = Readings(record.of_type("Observation"))
     conditions = Problems(record.of_type("Condition"))
-    uds, challenges = _screens_and_challenges(observations, terminology, policy, today)
+    uds, challenges, unreadable = _screens_and_challenges(observations, terminology, policy, today)
+    alt = enzyme_results(observations, "alt-tests", terminology, policy.default_uln.alt_u_per_l)
+    ast = enzyme_results(observations, "ast-tests", terminology, policy.default_uln.ast_u_per_l)
+    bilirubin = bilirubin_results(observations, terminology, policy.default_uln.bilirubin_mg_per_dl)
+    for results in (alt, ast, bilirubin):
+        unreadable += _unread_since_readable(results, today, policy.lft_lookback_days)
     return PatientFacts(
         today=today,
         current_opioids=tuple(e for e in opioids if e.current),
@@ -97,32 +110,15 @@ def patient_facts(
             if e.product.product_class is ProductClass.UNIDENTIFIED
             and (e.current or (e.end and e.end >= lookback))
         ),
-        uds_positive=uds[0],
-        challenge_after_uds=uds[1],
-        uds_recent=uds[2],
+        uds_positive=uds.positive,
+        uds_cleared_by=uds.cleared_by,
+        challenge_after_uds=uds.challenge_after,
+        uds_recent=uds.recent,
         challenge_latest=challenges,
-        alt=_latest_within(
-            enzyme_results(observations, "alt-tests", terminology, policy.default_uln.alt_u_per_l),
-            today,
-            policy.lft_lookback_days,
-        ),
-        ast=_latest_within(
-            enzyme_results(observations, "ast-tests", terminology, policy.default_uln.ast_u_per_l),
-            today,
-            policy.lft_lookback_days,
-        ),
-        bilirubin=_latest_within(
-            bilirubin_results(
-                observations,
-                terminology,
-                {
-                    "mg/dl": policy.default_uln.bilirubin_mg_per_dl,
-                    "umol/l": policy.default_uln.bilirubin_umol_per_l,
-                },
-            ),
-            today,
-            policy.lft_lookback_days,
-        ),
+        unreadable_results=tuple(unreadable),
+        alt=_latest_within(alt, today, policy.lft_lookback_days),
+        ast=_latest_within(ast, today, policy.lft_lookback_days),
+        bilirubin=_latest_within(bilirubin, today, policy.lft_lookback_days),
         oud=tuple(current_diagnoses(conditions, "opioid-use-disorder", terminology, today)),
         aud=tuple(current_diagnoses(conditions, "alcohol-use-disorder", terminology, today)),
         withdrawal=tuple(
@@ -179,32 +175,94 @@ def _naloxone_rescue(
     return prescribed + drafted
 
 
+@dataclass(frozen=True)
+class _Screens:
+    positive: Finding | None
+    cleared_by: tuple[Finding, ...]
+    challenge_after: Finding | None
+    recent: Finding | None
+
+
 def _screens_and_challenges(
     observations: Readings, terminology: Terminology, policy: Policy, today: date
-) -> tuple[tuple[Finding | None, Finding | None, Finding | None], Finding | None]:
+) -> tuple[_Screens, Finding | None, list[Finding]]:
     uds = findings_in(observations, "opioid-urine-screens", terminology, named="opioid_drug_test")
     challenges = [
-        c
-        for c in naloxone_challenges(observations, terminology)
-        if c.result is not None and within(c, today, policy.naloxone_challenge_lookback_days)
+        c for c in naloxone_challenges(observations, terminology)
+        if within(c, today, policy.naloxone_challenge_lookback_days)
+    ]  # fmt: skip
+    readable_challenges = [c for c in challenges if c.result != "unreadable"]
+    positives = [
+        f for f in uds if f.result == "positive" and within(f, today, policy.uds_positive_lookback_days)
     ]
-    positive = next(
-        (f for f in uds if f.result == "positive" and within(f, today, policy.uds_positive_lookback_days)),
-        None,
-    )
+    cleared = {id(p): _cleared_by(p, uds, policy, today) for p in positives}
+    standing = [p for p in positives if not cleared[id(p)]]
+    positive = standing[0] if standing else (positives[0] if positives else None)
     passed_after = None
     if positive is not None and positive.day is not None:
         day = positive.day
         passed_after = next(
-            (c for c in challenges if c.result == "negative" and c.day and c.day >= day), None
+            (c for c in readable_challenges if c.result == "negative" and c.day and c.day >= day), None
         )
-    recent = next((f for f in uds if f.result is not None and within(f, today, policy.uds_recent_days)), None)
-    latest_challenge = challenges[0] if challenges else None
-    return (positive, passed_after, recent), latest_challenge
+    recent = next((f for f in uds if within(f, today, policy.uds_recent_days)), None)
+    unreadable = _unread_since_readable(uds, today, policy.uds_positive_lookback_days)
+    unreadable += _unread_since_readable(challenges, today, policy.naloxone_challenge_lookback_days)
+    screens = _Screens(
+        positive=positive,
+        cleared_by=cleared[id(positive)] if positive is not None else (),
+        challenge_after=passed_after,
+        recent=recent,
+    )
+    return screens, (readable_challenges[0] if readable_challenges else None), unreadable
+
+
+def _cleared_by(
+    positive: Finding, screens: Sequence[Finding], policy: Policy, today: date
+) -> tuple[Finding, ...]:
+    """Newer screens negative for every analyte ``positive`` was positive for, once the opioid-free wait
+    since the positive one has passed; empty if any analyte is not cleared."""
+    if positive.day is None:
+        return ()
+    found: list[Finding] = []
+    for analyte, result in positive.analytes.items():
+        if result != "positive":
+            continue
+        wait = policy.washout_days(long_acting=analyte in _LONG_ACTING_ANALYTES)
+        if (today - positive.day).days < wait:
+            return ()
+        newer = next(
+            (
+                s
+                for s in screens
+                if s.day is not None and s.day > positive.day and s.analytes.get(analyte) == "negative"
+            ),
+            None,
+        )
+        if newer is None:
+            return ()
+        if newer not in found:
+            found.append(newer)
+    return tuple(found)
+
+
+_LONG_ACTING_ANALYTES = frozenset({"methadone", "buprenorphine"})
+
+
+def _unread_since_readable(results: Sequence[Finding], today: date, days: int) -> list[Finding]:
+    """Unreadable results in the look-back newer than the newest readable result of the same test."""
+    unreadable = []
+    for finding in results:  # newest first
+        if not within(finding, today, days):
+            continue
+        if finding.result != "unreadable":
+            break
+        unreadable.append(finding)
+    return unreadable
 
 
 def _latest_within(results: Sequence[Finding], today: date, days: int) -> Finding | None:
-    return next((f for f in results if within(f, today, days)), None)
+    """The newest readable result in the look-back."""
+    return next((f for f in results if f.result != "unreadable" and within(f, today, days)), None)
 
 
 def _decompensated(conditions: Problems, terminology: Terminology, today: date) -> tuple[Diagnosis, ...]:
@@ -227,7 +285,11 @@ def _pregnancy(
     diagnoses = current_diagnoses(
         conditions, "pregnancy-conditions", terminology, today, within_days=policy.pregnancy_max_days
     )
-    tests = [f for f in findings_in(observations, "hcg-tests", terminology) if f.result is not None]
+    tests = [
+        f
+        for f in findings_in(observations, "hcg-tests", terminology, kind="presence")
+        if f.result in ("positive", "negative")
+    ]
     latest_test = next((f for f in tests if within(f, today, policy.hcg_lookback_days)), None)
     if latest_test is not None and latest_test.result == "negative" and latest_test.day is not None:
         test_day = latest_test.day
