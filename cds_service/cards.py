@@ -384,9 +384,10 @@ EVIDENCE: dict[str, EvidenceWriter] = {
         [p.challenge_latest.evidence("failed (withdrawal signs)")] if p.challenge_latest else []
     ),
     "hepatic": lambda o, p, pol: [d.evidence() for d in p.hepatic],
-    "decompensated": lambda o, p, pol: [d.evidence() for d in p.decompensated_cirrhosis],
+    "decompensated": lambda o, p, pol: list(p.decompensated_cirrhosis or p.cirrhosis),
     "liver_tests": _liver,
-    "allergies": lambda o, p, pol: [d.evidence() for d in p.allergies],
+    "allergies": lambda o, p, pol: [a.evidence() for a in p.allergies],
+    "naloxone_allergies": lambda o, p, pol: [a.evidence() for a in p.naloxone_allergies],
     "pregnancy": lambda o, p, pol: list(p.pregnancy),
     "naltrexone_blockade": lambda o, p, pol: _exposures(o.naltrexone_blockade),
     "antidiarrheals": lambda o, p, pol: _exposures(p.antidiarrheals_current),

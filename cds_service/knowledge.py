@@ -45,6 +45,7 @@ REQUIRED_VALUESETS = (
     "liver-decompensation-events",
     "pregnancy-conditions",
     "naltrexone-allergens",
+    "naloxone-allergens",
 )
 
 

@@ -31,6 +31,7 @@ class Policy:
     unknown_supply_days: int
     withdrawal_lookback_days: int
     pregnancy_max_days: int
+    decompensation_lookback_days: int
     stale_active_prescription_is_current: bool
     opioid_exposure_lookback_days: int
     uds_positive_lookback_days: int

@@ -215,6 +215,8 @@ def order_urine_screen(ctx: SuggestionContext) -> dict[str, Any] | None:
 
 
 def order_naloxone_challenge(ctx: SuggestionContext) -> dict[str, Any] | None:
+    if ctx.patient.naloxone_allergies:
+        return None  # never suggest naloxone to a patient with a naloxone allergy on record
     request = _service_request(
         ctx,
         f"{PROJECT}/CodeSystem/observation",
@@ -233,6 +235,8 @@ def order_liver_panel(ctx: SuggestionContext) -> dict[str, Any] | None:
 
 
 def prescribe_naloxone(ctx: SuggestionContext) -> dict[str, Any] | None:
+    if ctx.patient.naloxone_allergies:
+        return None  # never suggest naloxone to a patient with a naloxone allergy on record
     prescription: Resource = {
         "resourceType": "MedicationRequest",
         "status": "draft",

@@ -386,11 +386,12 @@ def build() -> None:
     add(
         "near-miss-compensated-cirrhosis",
         "Compensated cirrhosis",
-        "Cirrhosis without any sign of decompensation.",
+        "Cirrhosis without any sign of decompensation: information (exposure about 5x), not the decompensation warning.",
         c.scenario(
             named(c.condition(c.ICD10, "K74.60", "Unspecified cirrhosis of liver"), "cirrhosis-2"), *workup()
         ),
-        absent=("hepatic-impairment", "hepatic-contraindication"),
+        cards={"hepatic-impairment": "info"},
+        absent=("hepatic-contraindication",),
     )
     add(
         "lft-elevated-warning",

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cds_service.facts.conditions import current_diagnoses, naltrexone_allergies
+from cds_service.facts.conditions import allergies_to, current_diagnoses
 from cds_service.facts.fhir import parse_day
 from cds_service.facts.medications import (
     ProductClass,
@@ -589,7 +589,64 @@ def test_condition_codes_in_the_forms_ehrs_send(system: str, code: str) -> None:
     ],
 )
 def test_naltrexone_allergy(allergy: dict[str, Any], counts: bool) -> None:
-    assert bool(naltrexone_allergies([allergy], TERMS)) is counts
+    assert bool(allergies_to([allergy], "naltrexone-allergens", "naltrexone", TERMS)) is counts
+
+
+@pytest.mark.parametrize(
+    ("extra", "intolerance_only"),
+    [
+        (
+            {
+                "type": "intolerance",
+                "criticality": "low",
+                "reaction": [{"manifestation": [{"text": "nausea"}]}],
+            },
+            True,
+        ),
+        (
+            {
+                "type": "intolerance",
+                "reaction": [{"manifestation": [{"text": "headache"}], "severity": "mild"}],
+            },
+            True,
+        ),
+        ({"type": "intolerance", "criticality": "high"}, False),
+        ({"type": "intolerance", "reaction": [{"manifestation": [{"text": "Urticaria"}]}]}, False),
+        (
+            {
+                "type": "intolerance",
+                "reaction": [{"manifestation": [{"text": "vomiting"}], "severity": "severe"}],
+            },
+            False,
+        ),
+        (
+            {"type": "allergy", "criticality": "low", "reaction": [{"manifestation": [{"text": "nausea"}]}]},
+            False,
+        ),
+        ({}, False),
+    ],
+)
+def test_intolerance_is_not_hypersensitivity(extra: dict[str, Any], intolerance_only: bool) -> None:
+    entry = c.allergy(c.rx("7243", "naltrexone"))
+    entry.update(extra)
+    (found,) = allergies_to([entry], "naltrexone-allergens", "naltrexone", TERMS)
+    assert found.intolerance_only is intolerance_only
+
+
+@pytest.mark.parametrize(
+    ("code", "counts"),
+    [
+        ({"text": "Naloxone"}, True),
+        ({"text": "NARCAN nasal spray"}, True),
+        (c.rx("7242", "naloxone"), True),
+        ({"text": "nalmefene (Opvee)"}, True),
+        ({"text": "naltrexone"}, False),
+        (c.rx("1010603", "buprenorphine 2 MG / naloxone 0.5 MG Sublingual Film [Suboxone]"), False),
+    ],
+)
+def test_naloxone_allergy(code: dict[str, Any], counts: bool) -> None:
+    found = allergies_to([c.allergy(code)], "naloxone-allergens", "naloxone_allergen", TERMS)
+    assert bool(found) is counts
 
 
 @pytest.mark.parametrize(
@@ -611,3 +668,108 @@ def test_naltrexone_allergy(allergy: dict[str, Any], counts: bool) -> None:
 )
 def test_dates(value: Any, expected: date | None) -> None:
     assert parse_day(value) == expected
+
+
+# ------------------------------------------------------------------------- opioid coverage by ingredient
+
+# Every opioid ingredient of the research notes (section G2), with its RxNorm ingredient code and a product
+# name as RxNorm or an EHR would write it (injectables, mixed agonist-antagonists, antitussives included).
+OPIOID_INGREDIENTS = [
+    ("7052", "morphine", "morphine sulfate 4 MG/ML Injectable Solution"),
+    ("2670", "codeine", "codeine phosphate 2 MG/ML / promethazine hydrochloride 1.25 MG/ML Oral Solution"),
+    ("5489", "hydrocodone", "hydrocodone bitartrate 5 MG / acetaminophen 325 MG Oral Tablet"),
+    ("7804", "oxycodone", "oxycodone hydrochloride 5 MG Oral Tablet"),
+    ("3423", "hydromorphone", "hydromorphone hydrochloride 2 MG/ML Injectable Solution"),
+    ("7814", "oxymorphone", "oxymorphone hydrochloride 1 MG/ML Injectable Solution"),
+    ("4337", "fentanyl", "fentanyl citrate 0.05 MG/ML Injectable Solution"),
+    ("6754", "meperidine", "meperidine hydrochloride 50 MG/ML Injectable Solution"),
+    ("6813", "methadone", "methadone hydrochloride 10 MG/ML Oral Concentrate"),
+    ("6378", "levorphanol", "levorphanol tartrate 2 MG Oral Tablet"),
+    ("787390", "tapentadol", "tapentadol 50 MG Oral Tablet"),
+    ("10689", "tramadol", "tramadol hydrochloride 50 MG Oral Tablet"),
+    ("7676", "opium", "opium tincture 10 MG/ML Oral Solution"),
+    ("23088", "dihydrocodeine", "acetaminophen / caffeine / dihydrocodeine Oral Capsule"),
+    ("8785", "propoxyphene", "propoxyphene napsylate 100 MG Oral Tablet"),
+    ("56795", "sufentanil", "sufentanil 0.05 MG/ML Injectable Solution"),
+    ("480", "alfentanil", "alfentanil 0.5 MG/ML Injectable Solution"),
+    ("73032", "remifentanil", "remifentanil 1 MG Injection"),
+    ("2001352", "benzhydrocodone", "benzhydrocodone 6.12 MG / acetaminophen 325 MG Oral Tablet"),
+    ("2392230", "oliceridine", "oliceridine 1 MG/ML Injectable Solution"),
+    ("1819", "buprenorphine", "buprenorphine 0.3 MG/ML Injectable Solution"),
+    ("1841", "butorphanol", "butorphanol tartrate 10 MG/ML Metered Dose Nasal Spray"),
+    ("7238", "nalbuphine", "nalbuphine hydrochloride 10 MG/ML Injectable Solution"),
+    ("8001", "pentazocine", "naloxone 0.5 MG / pentazocine 50 MG Oral Tablet"),
+]
+
+
+@pytest.mark.parametrize(("rxcui", "ingredient", "product"), OPIOID_INGREDIENTS, ids=lambda v: str(v))
+def test_every_opioid_ingredient_is_recognised(rxcui: str, ingredient: str, product: str) -> None:
+    as_ingredient = {"coding": [{"system": c.RXNORM, "code": rxcui, "display": ingredient}]}
+    assert classify(medication_of({"medicationCodeableConcept": as_ingredient}, {}), TERMS).product_class is (
+        ProductClass.OPIOID
+    )
+    # a product code the value sets do not list, with its name: the name decides
+    unknown_product = {"coding": [{"system": c.RXNORM, "code": "999999999", "display": product}]}
+    assert classify(
+        medication_of({"medicationCodeableConcept": unknown_product}, {}), TERMS
+    ).product_class is (ProductClass.OPIOID)
+    # a Medication listing the ingredient
+    medication = {
+        "resourceType": "Medication",
+        "id": "m1",
+        "ingredient": [{"itemCodeableConcept": as_ingredient}],
+    }
+    order = {"medicationReference": {"reference": "Medication/m1"}}
+    assert classify(medication_of(order, {"m1": medication}), TERMS).product_class is ProductClass.OPIOID
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Kratom powder 2 g daily",
+        "mitragynine extract",
+        "7-OH tablets (7-hydroxymitragynine)",
+        "Mitragyna speciosa capsules",
+        "Ketum leaf tea",
+        "tianeptine sodium (Zaza)",
+        "isotonitazene",
+    ],
+)
+def test_unregulated_opioids_are_opioids(text: str) -> None:
+    product = classify(medication_of({"medicationCodeableConcept": {"text": text}}, {}), TERMS)
+    assert product.product_class is ProductClass.OPIOID
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "diphenoxylate hydrochloride 2.5 MG / atropine sulfate 0.025 MG Oral Tablet",
+        "eluxadoline 100 MG",
+        "Lomotil",
+    ],
+)
+def test_opioid_antidiarrheals(text: str) -> None:
+    product = classify(medication_of({"medicationCodeableConcept": {"text": text}}, {}), TERMS)
+    assert product.product_class is ProductClass.ANTIDIARRHEAL_OPIOID
+
+
+def test_an_unknown_rxnorm_code_without_a_name_is_unidentified_not_safe() -> None:
+    concept = {"coding": [{"system": c.RXNORM, "code": "999999999"}]}
+    product = classify(medication_of({"medicationCodeableConcept": concept}, {}), TERMS)
+    assert product.product_class is ProductClass.UNIDENTIFIED
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "naloxone 4 MG Nasal Spray",
+        "nalmefene",
+        "methylnaltrexone",
+        "naloxegol",
+        "apomorphine",
+        "dextromethorphan",
+    ],
+)
+def test_antagonists_and_look_alikes_are_not_opioids(text: str) -> None:
+    product = classify(medication_of({"medicationCodeableConcept": {"text": text}}, {}), TERMS)
+    assert product.product_class is not ProductClass.OPIOID

@@ -102,6 +102,26 @@ CASES = [
         fires={"opioid-recent": "warning"},
     ),
     _case(
+        "low-dose naltrexone 12 days after methadone is critical (dependence likely)",
+        c.statement(c.METHADONE, status="completed", start=-90, end=-12),
+        order=c.ldn_order(),
+        fires={"opioid-recent": "critical"},
+    ),
+    _case(
+        "one opioid dose in the emergency department, no other exposure, no opioid use disorder",
+        c.administration(("1734634", "morphine sulfate 4 MG/ML Injectable Solution"), given=-3),
+        NEG_UDS,
+        LFT_OK,
+        fires={"opioid-recent": "warning"},
+        absent=("opioid-active",),
+    ),
+    _case(
+        "near miss: one dose in care, but the patient has opioid use disorder",
+        c.administration(("1734634", "morphine sulfate 4 MG/ML Injectable Solution"), given=-3),
+        *READY,
+        fires={"opioid-recent": "critical"},
+    ),
+    _case(
         "near miss: short-acting opioid ended exactly 10 days ago",
         c.dispense(c.OXYCODONE, handed=-19, days_supply=10),
         *READY,
@@ -345,10 +365,65 @@ CASES = [
         fires={"hepatic-impairment": "warning"},
     ),
     _case(
-        "near miss: compensated cirrhosis alone",
+        "compensated cirrhosis alone: information, not a stop",
         c.condition(c.ICD10, "K74.60", "Unspecified cirrhosis of liver"),
         *READY,
+        fires={"hepatic-impairment": "info"},
+    ),
+    *[
+        _case(
+            f"decompensation coded without cirrhosis: {display}",
+            c.condition(system, code, display),
+            *READY,
+            fires={"hepatic-impairment": "warning"},
+        )
+        for system, code, display in [
+            (c.ICD10, "K76.6", "Portal hypertension"),
+            (c.ICD10, "I85.00", "Esophageal varices without bleeding"),
+            (c.ICD10, "R18.8", "Other ascites"),
+            (c.ICD10, "K76.7", "Hepatorenal syndrome"),
+            (c.ICD10, "K76.82", "Hepatic encephalopathy"),
+            ("urn:local", "LIV-9", "Cirrhosis, Child-Pugh class C"),
+        ]
+    ],
+    _case(
+        "near miss: cirrhosis refuted, hepatic fibrosis without cirrhosis",
+        c.condition(c.ICD10, "K74.60", "Unspecified cirrhosis of liver", verification="refuted"),
+        c.condition(c.ICD10, "K74.00", "Hepatic fibrosis, unspecified"),
+        *READY,
         absent=("hepatic-impairment",),
+    ),
+    _case(
+        "near miss: a local diagnosis that says the cirrhosis is without ascites",
+        c.condition("urn:local", "LIV-2", "Cirrhosis without ascites or varices"),
+        *READY,
+        fires={"hepatic-impairment": "info"},
+    ),
+    _case(
+        "an episode of ascites last month, resolved, still marks decompensated disease",
+        c.condition(c.ICD10, "R18.8", "Other ascites", clinical="resolved", onset=-40),
+        *READY,
+        fires={"hepatic-impairment": "warning"},
+    ),
+    _case(
+        "Child-Pugh score 11 recorded as an Observation",
+        c.condition(c.ICD10, "K70.30", "Alcoholic cirrhosis of liver without ascites"),
+        c.observation("CP", "Child-Pugh score", when=-20, system="urn:local", valueInteger=11),
+        *READY,
+        fires={"hepatic-impairment": "warning"},
+    ),
+    _case(
+        "near miss: Child-Pugh class A",
+        c.condition(c.ICD10, "K70.30", "Alcoholic cirrhosis of liver without ascites"),
+        c.observation("CP", "Child-Pugh classification", when=-20, system="urn:local", valueString="Class A"),
+        *READY,
+        fires={"hepatic-impairment": "info"},
+    ),
+    _case(
+        "low-dose naltrexone with acute hepatitis: a warning, not a stop",
+        c.condition(c.SNOMED, "37871000", "Acute hepatitis"),
+        order=c.ldn_order(),
+        fires={"hepatic-contraindication": "warning"},
     ),
     _case("ALT 4x ULN", OUD, NEG_UDS, PASSED, RESCUE, c.alt(160), fires={"lft-elevated": "warning"}),
     _case("AST 6x ULN", OUD, NEG_UDS, PASSED, RESCUE, c.ast(240), fires={"lft-elevated": "critical"}),
@@ -401,6 +476,47 @@ CASES = [
         c.allergy({"text": "naloxone"}),
         *READY,
         absent=("hypersensitivity",),
+    ),
+    _case(
+        "nausea intolerance to naltrexone is a warning, not a contraindication",
+        {
+            **c.allergy(c.rx("7243", "naltrexone")),
+            "type": "intolerance",
+            "criticality": "low",
+            "reaction": [{"manifestation": [{"text": "Nausea"}], "severity": "mild"}],
+        },
+        *READY,
+        fires={"hypersensitivity": "warning"},
+    ),
+    # --- naloxone-hypersensitivity -------------------------------------------------------------
+    _case(
+        "naloxone allergy: no naloxone challenge, no naloxone kit",
+        OUD,
+        NEG_UDS,
+        LFT_OK,
+        c.allergy({"text": "Naloxone"}),
+        fires={"naloxone-hypersensitivity": "warning"},
+        absent=("naloxone-challenge-needed", "naloxone-rescue"),
+    ),
+    _case(
+        "anaphylaxis to naloxone is critical",
+        OUD,
+        NEG_UDS,
+        LFT_OK,
+        {
+            **c.allergy({"text": "NARCAN"}),
+            "type": "allergy",
+            "criticality": "high",
+            "reaction": [{"manifestation": [{"text": "Anaphylaxis"}], "severity": "severe"}],
+        },
+        fires={"naloxone-hypersensitivity": "critical"},
+        absent=("naloxone-challenge-needed", "naloxone-rescue"),
+    ),
+    _case(
+        "near miss: buprenorphine/naloxone allergy is not a naloxone allergy",
+        *READY,
+        c.allergy(c.rx("1010603", "buprenorphine 2 MG / naloxone 0.5 MG Sublingual Film [Suboxone]")),
+        absent=("naloxone-hypersensitivity",),
     ),
     # --- pregnancy -----------------------------------------------------------------------------
     _case(

@@ -88,7 +88,8 @@ FACT_NAMES = frozenset(
         "naltrexone_allergy", "pregnant", "naltrexone_recent", "antidiarrheal_opioid_active",
         "naloxone_rescue_recent", "naltrexone_blockade", "dose_known", "bedtime", "extended_release",
         "split_commercial_tablet", "ldn_on_plan", "dose_mg", "lft_max_uln_multiple", "bilirubin_uln_multiple",
-        "uds_positive_cleared", "result_unreadable",
+        "uds_positive_cleared", "result_unreadable", "naltrexone_intolerance_only", "naloxone_allergy",
+        "naloxone_allergy_severe", "cirrhosis", "opioid_recent_long_acting", "opioid_recent_single_dose",
     }
 )  # fmt: skip
 """Every name ``engine_fact`` can emit; rules may use no other (rulebook.py checks)."""
@@ -107,6 +108,8 @@ def engine_fact(order: OrderFacts, patient: PatientFacts, policy: Policy) -> dic
         "opioid_active": bool(patient.current_opioids),
         "opioid_in_draft_orders": bool(patient.draft_opioids) and order.kind != "opioid",
         "opioid_within_washout": bool(patient.recent_opioids),
+        "opioid_recent_long_acting": any(e.product.long_acting for e in patient.recent_opioids),
+        "opioid_recent_single_dose": _single_dose_in_care(patient),
         "opioid_exposure_recent": bool(patient.opioids_within_lookback),
         "opioid_history_unavailable": "medications" in patient.unavailable
         or bool(patient.unidentified_medications),
@@ -127,8 +130,15 @@ def engine_fact(order: OrderFacts, patient: PatientFacts, policy: Policy) -> dic
         "result_unreadable": bool(patient.unreadable_results),
         "hepatic_contraindication": bool(patient.hepatic),
         "decompensated_cirrhosis": bool(patient.decompensated_cirrhosis),
+        "cirrhosis": bool(patient.cirrhosis or patient.decompensated_cirrhosis),
         "lft_recent": patient.alt is not None or patient.ast is not None or _unreadable(patient, "liver"),
         "naltrexone_allergy": bool(patient.allergies),
+        "naltrexone_intolerance_only": bool(patient.allergies)
+        and all(a.intolerance_only for a in patient.allergies),
+        "naloxone_allergy": bool(patient.naloxone_allergies),
+        "naloxone_allergy_severe": any(
+            a.severe or a.criticality == "high" for a in patient.naloxone_allergies
+        ),
         "pregnant": bool(patient.pregnancy),
         "naltrexone_recent": _recent_naltrexone(patient, policy),
         "antidiarrheal_opioid_active": bool(patient.antidiarrheals_current),
@@ -148,6 +158,21 @@ def engine_fact(order: OrderFacts, patient: PatientFacts, policy: Policy) -> dic
     # durable-rules treats a missing property as "no match" but a null as present: drop the Nones.
     fact.update({k: round(v, 3) for k, v in optional.items() if v is not None})
     return fact
+
+
+def _single_dose_in_care(patient: PatientFacts) -> bool:
+    """The only opioid exposure in the look-back is one dose given in care (not a depot, not methadone or
+    buprenorphine), and the patient has no opioid use disorder: dependence is not possible."""
+    recent = patient.recent_opioids
+    return (
+        len(recent) == 1
+        and not patient.oud
+        and not patient.current_opioids
+        and len(patient.opioids_within_lookback) == 1
+        and recent[0].kind == "administration"
+        and not recent[0].product.depot
+        and not recent[0].product.long_acting
+    )
 
 
 def _unreadable(patient: PatientFacts, test: str) -> bool:

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import date
 
 from cds_service.facts.fhir import Resource, as_dict, as_list, first_day, reference_of
-from cds_service.terminology import Code, Terminology, codings, concept_texts
+from cds_service.terminology import ICD10CM, SNOMED, Code, Terminology, codings, concept_texts
 
 _INACTIVE = frozenset({"inactive", "remission", "resolved"})
+_STANDARD_SYSTEMS = frozenset({ICD10CM, SNOMED})
 _NOT_TRUE = frozenset({"refuted", "entered-in-error", "differential"})
 
 
@@ -53,22 +54,35 @@ def is_current(resource: Resource, today: date | None = None) -> bool:
 
 
 class Problems:
-    """A record's Conditions, indexed by code."""
+    """A record's Conditions, indexed by code and by name."""
 
     def __init__(self, conditions: Iterable[Resource]) -> None:
         self._conditions: list[Resource] = []
         self._by_code: defaultdict[Code, list[int]] = defaultdict(list)
+        self._by_name: defaultdict[str, list[int]] = defaultdict(list)
         for position, condition in enumerate(conditions):
             self._conditions.append(condition)
-            for coding in set(codings(condition.get("code"))):
+            codes = set(codings(condition.get("code")))
+            for coding in codes:
                 self._by_code[coding].append(position)
+            if not any(system in _STANDARD_SYSTEMS for system, _ in codes):
+                # codes decide; a name is read only when no standard code says what the condition is
+                for name in set(concept_texts(condition.get("code"))):
+                    self._by_name[name].append(position)
 
-    def coded_in(self, valueset: str, terminology: Terminology) -> list[Resource]:
+    def coded_in(
+        self, valueset: str, terminology: Terminology, *, named: str | None = None
+    ) -> list[Resource]:
+        """Conditions coded in ``valueset``, or (with ``named``) whose name matches that lexicon pattern."""
         members = terminology.valuesets.get(valueset)
         positions: set[int] = set()
         for (system, code), where in self._by_code.items():
             if members.contains(system, code):
                 positions.update(where)
+        if named:
+            for name, where in self._by_name.items():
+                if terminology.lexicon.matches(named, (name,)):
+                    positions.update(where)
         return [self._conditions[p] for p in sorted(positions)]
 
 
@@ -79,13 +93,17 @@ def current_diagnoses(
     today: date | None = None,
     *,
     within_days: int | None = None,
+    named: str | None = None,
+    or_recorded_within: int | None = None,
 ) -> list[Diagnosis]:
-    """Current conditions coded in ``valueset``; with ``within_days``, only those dated that recently
-    (by onset, else recorded date; an undated one still counts)."""
+    """Current conditions coded in ``valueset`` (or named by the lexicon pattern ``named``); with
+    ``within_days``, only those dated that recently (by onset, else recorded date; an undated one still
+    counts); with ``or_recorded_within``, also inactive ones dated that recently (an episode of ascites
+    last month marks the liver disease even once it has resolved)."""
     problems = conditions if isinstance(conditions, Problems) else Problems(conditions)
     found = []
-    for condition in problems.coded_in(valueset, terminology):
-        if not is_current(condition, today):
+    for condition in problems.coded_in(valueset, terminology, named=named):
+        if not is_current(condition, today) and not _recent_episode(condition, today, or_recorded_within):
             continue
         diagnosis = _diagnosis(condition)
         too_old = (
@@ -99,6 +117,18 @@ def current_diagnoses(
     return found
 
 
+def _recent_episode(condition: Resource, today: date | None, days: int | None) -> bool:
+    if days is None or today is None or _status(condition, "verificationStatus") in _NOT_TRUE:
+        return False
+    dated = first_day(
+        condition.get("recordedDate"),
+        condition.get("onsetDateTime"),
+        as_dict(condition.get("onsetPeriod")).get("start"),
+        condition.get("abatementDateTime"),
+    )
+    return dated is not None and 0 <= (today - dated).days <= days
+
+
 def _diagnosis(condition: Resource) -> Diagnosis:
     texts = concept_texts(condition.get("code"))
     onset = first_day(
@@ -109,20 +139,69 @@ def _diagnosis(condition: Resource) -> Diagnosis:
     return Diagnosis(reference_of(condition), texts[0] if texts else "diagnosis", onset)
 
 
-def naltrexone_allergies(allergies: Iterable[Resource], terminology: Terminology) -> list[Diagnosis]:
-    """Current allergies or intolerances whose substance is naltrexone (coded, or named in text)."""
+@dataclass(frozen=True, slots=True)
+class Allergy:
+    """A current allergy or intolerance entry to a substance, with what it says about the reaction."""
+
+    reference: str
+    substance: str
+    kind: str
+    """allergy | intolerance (FHIR ``type``; an entry without one is read as an allergy)."""
+    criticality: str | None
+    reactions: tuple[str, ...]
+    severe: bool
+    """High criticality, a severe reaction, or a manifestation of a true allergic reaction."""
+    recorded: date | None
+
+    @property
+    def intolerance_only(self) -> bool:
+        """A non-immune intolerance (nausea, headache...): not the hypersensitivity the label means."""
+        return self.kind == "intolerance" and not self.severe and self.criticality != "high"
+
+    def evidence(self) -> str:
+        details = [", ".join(self.reactions)] if self.reactions else []
+        if self.criticality:
+            details.append(f"{self.criticality} criticality")
+        shown = f" ({'; '.join(details)})" if details else ""
+        return f"{self.kind}: {self.substance}{shown} — {self.reference}"
+
+
+def allergies_to(
+    allergies: Iterable[Resource], valueset: str, pattern: str, terminology: Terminology
+) -> list[Allergy]:
+    """Current allergies or intolerances whose substance is in ``valueset`` or named by the lexicon
+    ``pattern`` (in the code or a reaction's substance)."""
     found = []
     for allergy in allergies:
         if not is_current(allergy):
             continue
-        concepts = [allergy.get("code")] + [r.get("substance") for r in as_list(allergy.get("reaction"))]
-        for concept in concepts:
-            if terminology.in_valueset("naltrexone-allergens", concept) or terminology.lexicon.matches(
-                "naltrexone", concept_texts(concept)
-            ):
-                texts = concept_texts(allergy.get("code"))
-                kind = allergy.get("type") if allergy.get("type") in ("allergy", "intolerance") else "allergy"
-                name = f"{kind}: {texts[0] if texts else 'naltrexone'}"
-                found.append(Diagnosis(reference_of(allergy), name, first_day(allergy.get("recordedDate"))))
-                break
+        reactions = as_list(allergy.get("reaction"))
+        concepts = [allergy.get("code")] + [r.get("substance") for r in reactions]
+        if not any(
+            terminology.in_valueset(valueset, concept)
+            or terminology.lexicon.matches(pattern, concept_texts(concept))
+            for concept in concepts
+        ):
+            continue
+        texts = concept_texts(allergy.get("code"))
+        manifestations = tuple(
+            dict.fromkeys(
+                t for r in reactions for m in as_list(r.get("manifestation")) for t in concept_texts(m)[:1]
+            )
+        )
+        criticality = allergy.get("criticality") if isinstance(allergy.get("criticality"), str) else None
+        severe = any(r.get("severity") == "severe" for r in reactions) or terminology.lexicon.matches(
+            "allergic_reaction", manifestations
+        )
+        found.append(
+            Allergy(
+                reference=reference_of(allergy),
+                substance=texts[0] if texts else pattern.replace("_", " "),
+                kind="intolerance" if allergy.get("type") == "intolerance" else "allergy",
+                criticality=criticality,
+                reactions=manifestations,
+                severe=severe,
+                recorded=first_day(allergy.get("recordedDate"), allergy.get("onsetDateTime")),
+            )
+        )
     return found

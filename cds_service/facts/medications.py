@@ -31,7 +31,7 @@ from cds_service.facts.fhir import (
     whole_number,
 )
 from cds_service.policy import Policy
-from cds_service.terminology import RXNORM, Code, Terminology, codings, concept_texts
+from cds_service.terminology import Code, Terminology, codings, concept_texts
 
 
 class ProductClass(StrEnum):
@@ -162,10 +162,10 @@ def classify(source: MedicationSource, terminology: Terminology) -> Product:
         return Product(ProductClass.ANTIDIARRHEAL_OPIOID, name)
     if coded("naloxone-rescue") or named("naloxone_rescue"):
         return Product(ProductClass.NALOXONE_RESCUE, name)
-    if not texts and not any(system == RXNORM for system, _ in codes):
-        # An NDC, SNOMED or local code the value sets do not know, with no name: it could be anything,
-        # an opioid included. (The opioid value sets are complete for RxNorm, so an unknown RxNorm code
-        # is not an opioid.)
+    if not texts:
+        # A code the value sets do not know, with no name: it could be anything, an opioid included. The
+        # value sets do not list every RxNorm opioid product (RxNorm grows monthly; the CDC sets leave out
+        # most injectables), so an unknown RxNorm code is not proof of "not an opioid" either.
         return Product(ProductClass.UNIDENTIFIED, "medication with an unrecognised code and no name")
     return Product(ProductClass.OTHER, name)
 

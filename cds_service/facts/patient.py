@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from cds_service.facts.conditions import Diagnosis, Problems, current_diagnoses, naltrexone_allergies
-from cds_service.facts.fhir import Resource, reference_of
+from cds_service.facts.conditions import Allergy, Diagnosis, Problems, allergies_to, current_diagnoses
+from cds_service.facts.fhir import Resource, as_dict, number, reference_of, text
 from cds_service.facts.medications import NALTREXONE_CLASSES, Exposure, ProductClass
 from cds_service.facts.observations import (
     Finding,
@@ -23,7 +24,7 @@ from cds_service.facts.observations import (
 from cds_service.facts.orders import ClassifiedOrder
 from cds_service.gather import Availability, PatientRecord
 from cds_service.policy import Policy
-from cds_service.terminology import Terminology
+from cds_service.terminology import Terminology, concept_texts
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,15 @@ class PatientFacts:
     aud: tuple[Diagnosis, ...]
     withdrawal: tuple[Diagnosis, ...]
     hepatic: tuple[Diagnosis, ...]
-    decompensated_cirrhosis: tuple[Diagnosis, ...]
+    decompensated_cirrhosis: tuple[str, ...]
+    """Evidence lines of decompensated liver disease (diagnoses, events, Child-Pugh C)."""
+    cirrhosis: tuple[str, ...]
+    """Cirrhosis of any kind (compensated included): naltrexone exposure is about 5× higher."""
     pregnancy: tuple[str, ...]
-    allergies: tuple[Diagnosis, ...]
+    allergies: tuple[Allergy, ...]
+    """Current allergies or intolerances to naltrexone."""
+    naloxone_allergies: tuple[Allergy, ...]
+    """Current allergies or intolerances to naloxone or nalmefene (cross-sensitivity unknown)."""
     unavailable: Mapping[str, tuple[str, ...]]
     """Data domain -> why it could not be obtained (only domains that could not)."""
 
@@ -131,9 +138,19 @@ def patient_facts(
             )
         ),
         hepatic=tuple(current_diagnoses(conditions, "acute-hepatitis-or-liver-failure", terminology, today)),
-        decompensated_cirrhosis=_decompensated(conditions, terminology, today),
+        decompensated_cirrhosis=_decompensated(conditions, observations, terminology, policy, today),
+        cirrhosis=_cirrhosis(conditions, terminology, today),
         pregnancy=_pregnancy(record, conditions, observations, terminology, policy, today),
-        allergies=tuple(naltrexone_allergies(record.of_type("AllergyIntolerance"), terminology)),
+        allergies=tuple(
+            allergies_to(
+                record.of_type("AllergyIntolerance"), "naltrexone-allergens", "naltrexone", terminology
+            )
+        ),
+        naloxone_allergies=tuple(
+            allergies_to(
+                record.of_type("AllergyIntolerance"), "naloxone-allergens", "naloxone_allergen", terminology
+            )
+        ),
         unavailable={
             domain: data.problems
             for domain, data in record.domains.items()
@@ -265,11 +282,58 @@ def _latest_within(results: Sequence[Finding], today: date, days: int) -> Findin
     return next((f for f in results if f.result != "unreadable" and within(f, today, days)), None)
 
 
-def _decompensated(conditions: Problems, terminology: Terminology, today: date) -> tuple[Diagnosis, ...]:
-    coded = current_diagnoses(conditions, "decompensated-cirrhosis", terminology, today)
-    cirrhosis = current_diagnoses(conditions, "cirrhosis", terminology, today)
-    events = current_diagnoses(conditions, "liver-decompensation-events", terminology, today)
-    return tuple(coded + (cirrhosis + events if cirrhosis and events else []))
+def _decompensated(
+    conditions: Problems, observations: Readings, terminology: Terminology, policy: Policy, today: date
+) -> tuple[str, ...]:
+    """Evidence of decompensated liver disease: a code that says so, any decompensation event (ascites,
+    varices, portal hypertension, hepatorenal syndrome, encephalopathy, SBP; current, or an episode in the
+    look-back), or Child-Pugh class C (written in a diagnosis, or a score of 10-15)."""
+    coded = current_diagnoses(conditions, "decompensated-cirrhosis", terminology, today, named="child_pugh_c")
+    events = current_diagnoses(
+        conditions,
+        "liver-decompensation-events",
+        terminology,
+        today,
+        named="liver_decompensation",
+        or_recorded_within=policy.decompensation_lookback_days,
+    )
+    evidence = [d.evidence() for d in dict.fromkeys(coded + events)]
+    for reading, observation in observations.matching(lambda code: False, terminology, named="child_pugh"):
+        day = observation_day(observation)
+        if day is not None and (today - day).days > policy.decompensation_lookback_days:
+            continue
+        if _child_pugh_class(reading, terminology) == "C":
+            evidence.append(f"Child-Pugh class C — {reference_of(observation)}, {_day_text(day)}")
+    return tuple(evidence)
+
+
+def _child_pugh_class(observation: Resource, terminology: Terminology) -> str | None:
+    """The class a Child-Pugh Observation states: a score (5-6 A, 7-9 B, 10-15 C) or the letter."""
+    score = number(as_dict(observation.get("valueQuantity")).get("value"))
+    if score is None and isinstance(observation.get("valueInteger"), int):
+        score = float(observation["valueInteger"])
+    if score is not None:
+        return "C" if score >= 10 else "B" if score >= 7 else "A"
+    said = [
+        *concept_texts(observation.get("valueCodeableConcept")),
+        text(observation.get("valueString")) or "",
+    ]
+    for words in said:
+        letter = re.search(r"(?:^|\b(?:class|grade|child[- ]?pugh)\s*)([abc])\s*$", words.strip(), re.I)
+        if letter:
+            return letter.group(1).upper()
+    return None
+
+
+def _day_text(day: date | None) -> str:
+    return day.isoformat() if day else "date not recorded"
+
+
+def _cirrhosis(conditions: Problems, terminology: Terminology, today: date) -> tuple[str, ...]:
+    return tuple(
+        d.evidence()
+        for d in current_diagnoses(conditions, "cirrhosis", terminology, today, named="cirrhosis")
+    )
 
 
 def _pregnancy(
