@@ -11,10 +11,11 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.sansio.utils import host_is_trusted
 
 from cds_service.audit import CardAudit
 from cds_service.auth import WWW_AUTHENTICATE
-from cds_service.errors import CdsError, Unauthorized, UnsupportedMediaType, operation_outcome
+from cds_service.errors import BadRequest, CdsError, Unauthorized, UnsupportedMediaType, operation_outcome
 from cds_service.feedback import receive_feedback
 from cds_service.logs import log_fields
 from cds_service.pipeline import Pipeline
@@ -75,7 +76,7 @@ def call_service(service_id: str) -> Response:
     service = pipeline.service(service_id)
     body = _json_body()
     g.hook_instance = _loggable_id(body.get("hookInstance") if isinstance(body, dict) else None)
-    response = pipeline.run(service, body)
+    response = pipeline.run(service, body, fhir_servers=g.get("fhir_servers"))
     g.rule_ids = [card["source"]["topic"]["code"] for card in response["cards"]]
     return jsonify(response)
 
@@ -112,12 +113,18 @@ def health() -> Response:
 
 def _authenticate() -> None:
     if request.method == "OPTIONS" or request.endpoint not in _AUTHENTICATED_ENDPOINTS:
-        return  # CORS preflights carry no token; /health is for load balancers
-    claims = _state().authenticator.authenticate(
+        return  # CORS preflights carry no token; /health is for load balancers (any Host)
+    state = _state()
+    host = request.headers.get("Host", "")
+    if state.settings.allowed_hosts and not host_is_trusted(host, list(state.settings.allowed_hosts)):
+        # the Host names the URL a token's aud must equal: only the configured names may do so
+        raise BadRequest(f"this service does not answer to the host {host[:100]!r}", expression="Host")
+    claims = state.authenticator.authenticate(
         request.headers.get("Authorization"), request.host_url, request.path
     )
     if claims is not None:
         g.issuer = claims.issuer
+        g.fhir_servers = claims.fhir_servers
 
 
 def _loggable_id(value: Any) -> str | None:

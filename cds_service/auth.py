@@ -47,6 +47,7 @@ Trusted-issuer file (YAML, or JSON with the same structure; ``load_trusted_issue
         tenants: [hospital-a]                                 # optional allowlist of ``tenant``
         algorithms: [RS384]                                   # optional; default [ES384, RS384]
         demo_only: false                                      # true: the key is public (sandbox)
+        fhir_servers: [https://fhir.example-hospital.org/api/FHIR/R4]  # where its fhirServer may point
 
 An issuer needs at least one key source: ``jwks_file``, ``jwks_url`` (not both), or a non-empty
 ``jku_allowlist`` (then its tokens must carry an allowlisted ``jku``). URLs must be ``https``
@@ -193,6 +194,13 @@ class TrustedIssuer:
     tenants: tuple[str, ...] | None = None
     algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
     demo_only: bool = False
+    fhir_servers: tuple[str, ...] = ()
+    """FHIR base URLs this client's requests may name as ``fhirServer`` (none given: its ``iss``, as
+    Epic's ``iss`` is its FHIR base URL). A caller cannot make the service query any other host."""
+
+    @property
+    def allowed_fhir_servers(self) -> tuple[str, ...]:
+        return self.fhir_servers or (self.iss,)
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -207,7 +215,7 @@ class TrustedIssuer:
             problems.append("give jwks_url or jwks_file, not both")
         if self.jwks_url is None and self.jwks_file is None and not self.jku_allowlist:
             problems.append("needs a key source: jwks_url, jwks_file or a jku_allowlist")
-        urls = [*self.jku_allowlist, *([self.jwks_url] if self.jwks_url else [])]
+        urls = [*self.jku_allowlist, *([self.jwks_url] if self.jwks_url else []), *self.fhir_servers]
         problems += [
             f"{url!r} must be https (http only on loopback)"
             for url in urls
@@ -223,7 +231,16 @@ class TrustedIssuer:
         return problems
 
 
-_ISSUER_FIELDS = {"iss", "jwks_url", "jwks_file", "jku_allowlist", "tenants", "algorithms", "demo_only"}
+_ISSUER_FIELDS = {
+    "iss",
+    "jwks_url",
+    "jwks_file",
+    "jku_allowlist",
+    "tenants",
+    "algorithms",
+    "demo_only",
+    "fhir_servers",
+}
 
 
 def _string_list(entry: Mapping[str, Any], name: str) -> tuple[str, ...] | None:
@@ -258,6 +275,7 @@ def _issuer_from_entry(entry: object, base_dir: Path) -> TrustedIssuer:
         tenants=_string_list(entry, "tenants"),
         algorithms=_string_list(entry, "algorithms") or DEFAULT_ALGORITHMS,
         demo_only=entry.get("demo_only", False),
+        fhir_servers=_string_list(entry, "fhir_servers") or (),
     )
 
 
@@ -503,6 +521,8 @@ class VerifiedClaims:
     tenant: str | None = None
     subject: str | None = None
     demo_issuer: bool = False
+    fhir_servers: tuple[str, ...] | None = None
+    """FHIR base URLs this client may name as ``fhirServer``; ``None``: not bound (a demo issuer)."""
     claims: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -666,6 +686,7 @@ class Verifier:
             tenant=tenant,
             subject=subject if isinstance(subject, str) else None,
             demo_issuer=issuer.issuer.demo_only,
+            fhir_servers=None if issuer.issuer.demo_only else issuer.issuer.allowed_fhir_servers,
             claims=MappingProxyType(claims),
         )
 

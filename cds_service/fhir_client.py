@@ -30,6 +30,7 @@ import httpx
 from cds_service.gather import FetchResult
 from cds_service.logs import log_fields
 from cds_service.services import PrefetchTemplate
+from cds_service.urls import within_any
 from cds_service.validate import HookRequest
 
 log = logging.getLogger("naltrexone_cds.fhir")
@@ -47,10 +48,11 @@ class FetchPolicy:
     max_pages: int = 10
     max_medication_reads: int = 50
     allowed_servers: tuple[str, ...] = ()
-    """URL prefixes a request's fhirServer must start with; empty = any (set this in production)."""
+    """Base URLs a request's fhirServer must lie within; empty = any (see also the per-issuer
+    ``fhir_servers`` of the trusted-issuers file)."""
 
     def allows(self, server: str) -> bool:
-        return not self.allowed_servers or any(server.startswith(prefix) for prefix in self.allowed_servers)
+        return not self.allowed_servers or within_any(server, self.allowed_servers)
 
 
 class HttpFetcher:

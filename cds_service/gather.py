@@ -11,14 +11,20 @@ CDS Hooks gives prefetch values three meanings, kept apart here:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from cds_service.errors import BadRequest, PreconditionFailed
+from cds_service.logs import log_fields
 from cds_service.services import DOMAINS, Domain, PrefetchTemplate, ServiceDefinition
+from cds_service.urls import within_any
 from cds_service.validate import HookRequest
+
+log = logging.getLogger("naltrexone_cds.gather")
 
 _MAX_PROBLEM_TEXT = 200
 
@@ -136,12 +142,30 @@ class PrefetchReading:
         """Medication resources by id (from prefetch and the draft orders' bundle)."""
         return dict(self._collector.by_type.get("Medication", {}))
 
-    def complete(self, request: HookRequest, fetcher: Fetcher | None) -> PatientRecord:
-        """The patient record, fetching what prefetch lacks; 412 if required data cannot be had."""
-        session = fetcher.open(request) if fetcher is not None and fetcher.allows(request) else None
+    def complete(
+        self, request: HookRequest, fetcher: Fetcher | None, *, fhir_servers: tuple[str, ...] | None = None
+    ) -> PatientRecord:
+        """The patient record, fetching what prefetch lacks; 412 if required data cannot be had.
+
+        A ``fhirServer`` outside the deployment's allowlist or outside ``fhir_servers`` (the authenticated
+        client's own FHIR servers) is never queried: its data counts as unreachable, and the cards say
+        what could not be verified."""
+        refused = _refusal(request, fetcher, fhir_servers)
+        session = (
+            fetcher.open(request)
+            if fetcher is not None and request.fhir_server is not None and refused is None
+            else None
+        )
         if self._absent:
             _fill_absent(
-                request, self._absent, session, self._collector, self._outcome, self._problems, self._sources
+                request,
+                self._absent,
+                session,
+                refused,
+                self._collector,
+                self._outcome,
+                self._problems,
+                self._sources,
             )
             self._absent = []
         if session is not None:
@@ -157,22 +181,48 @@ def gather(service: ServiceDefinition, request: HookRequest, fetcher: Fetcher | 
     return PrefetchReading(service, request).complete(request, fetcher)
 
 
+def _refusal(
+    request: HookRequest, fetcher: Fetcher | None, fhir_servers: tuple[str, ...] | None
+) -> str | None:
+    """Why the request's fhirServer may not be queried, or ``None`` when it may (or there is none)."""
+    server = request.fhir_server
+    if server is None or fetcher is None:
+        return None
+    if not fetcher.allows(request):
+        reason = "fhirServer is not on this deployment's allowlist"
+    elif fhir_servers is not None and not within_any(server, fhir_servers):
+        reason = "fhirServer is not one of the FHIR servers configured for the calling client"
+    else:
+        return None
+    log.warning("fhirServer refused", extra=log_fields(reason=reason, fhir_host=urlsplit(server).hostname))
+    return reason
+
+
 def _fill_absent(
     request: HookRequest,
     absent: list[PrefetchTemplate],
     session: FetchSession | None,
+    refused: str | None,
     collector: _Collector,
     outcome: dict[str, Availability],
     problems: dict[str, str],
     sources: dict[str, str],
 ) -> None:
+    if refused is not None:
+        # A fhirServer the service may not query is an unreachable one: the data is unavailable, and
+        # the cards say what could not be verified (never a 412: the EHR did name a server).
+        for template in absent:
+            outcome[template.key] = Availability.UNAVAILABLE
+            problems[template.key] = f"'{template.key}' was not prefetched, and {refused}"
+            sources[template.key] = "fhirServer (refused)"
+        return
     if session is None:
         required = [t.key for t in absent if t.required]
         if required:
             reason = (
                 "the request has no fhirServer to fetch them from"
                 if request.fhir_server is None
-                else "this deployment may not query the request's fhirServer"
+                else "this deployment does not fetch from fhirServer"
             )
             raise PreconditionFailed(
                 "prefetch is missing "

@@ -93,7 +93,11 @@ class Pipeline:
                 + ", ".join(repr(s) for s in self.services)
             ) from None
 
-    def run(self, service: ServiceDefinition, body: Any) -> dict[str, Any]:
+    def run(
+        self, service: ServiceDefinition, body: Any, *, fhir_servers: tuple[str, ...] | None = None
+    ) -> dict[str, Any]:
+        """The cards for one hook call. ``fhir_servers``: where the authenticated client's ``fhirServer``
+        may point (``None``: not bound to a client, only the deployment's allowlist applies)."""
         request = parse_hook_request(service, body)
         candidates = [order for order in request.reviewed_orders if _names_a_medication(order)]
         if not candidates:
@@ -106,7 +110,7 @@ class Pipeline:
         if not any(o.relevant or o.product.product_class is ProductClass.UNIDENTIFIED for o in first_look):
             return {"cards": []}  # nothing naltrexone- or opioid-related: no patient data needed
 
-        record = reading.complete(request, self.fetcher)
+        record = reading.complete(request, self.fetcher, fhir_servers=fhir_servers)
         medications = medication_index(record.of_type("Medication"), request.draft_full_urls)
         # An order is classified again only if fetching brought Medications its first look lacked.
         known = {id(o.resource): o for o in first_look} if _same_index(local, medications) else {}

@@ -36,6 +36,9 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
             "timeout": 30,
             "graceful_timeout": 10,
             "keepalive": 5,
+            # gunicorn trusts X-Forwarded-Proto from loopback by default: a local caller could then choose
+            # the scheme of the URL the JWT audience is checked against. Only configured proxies count.
+            "forwarded_allow_ips": ",".join(s.forwarded_allow_ips),
             "loglevel": s.log_level.lower(),
             "accesslog": None,  # the app writes its own structured request log
             "errorlog": "-",

@@ -85,7 +85,18 @@ class Settings:
     )
     public_base_url: str = _setting(
         "",
-        "URL clients call the service at (e.g. behind a proxy), for the JWT aud check; empty: the request's.",
+        "URL the EHR calls the service at (e.g. https://cds.hospital.org behind a proxy): the JWT `aud` must "
+        "be it plus the path. Required with a trusted-issuers file, unless `allowed_hosts` is set.",
+    )
+    allowed_hosts: tuple[str, ...] = _setting(
+        (),
+        "Comma-separated host names (with port if not default) the service answers to; any other `Host` "
+        "header gets 400. Empty: any host (with a trusted-issuers file, set this or `public_base_url`).",
+    )
+    forwarded_allow_ips: tuple[str, ...] = _setting(
+        (),
+        "Comma-separated addresses or networks of reverse proxies whose X-Forwarded-Proto/-For headers are "
+        "trusted; empty trusts none (the scheme is then the connection's own).",
     )
     policy_file: Path | None = _setting(
         None, "YAML file overriding values of rules/policy.yaml (washout days, look-backs, LFT multiples...)."
@@ -119,6 +130,14 @@ class Settings:
             problems.append("audit_secret must be at least 16 bytes")
         if self.public_base_url and not self.public_base_url.startswith(("http://", "https://")):
             problems.append("public_base_url must start with http:// or https://")
+        if self.trusted_issuers_file is not None and not self.public_base_url and not self.allowed_hosts:
+            # Otherwise the URL a token's aud must equal would be built from the caller's own Host header,
+            # and a token minted for another service could be replayed here with that service's Host.
+            problems.append(
+                f"{env_var('trusted_issuers_file')} is set, so the JWT audience must not come from the "
+                f"request: set {env_var('public_base_url')} to the URL your EHR calls (for example "
+                f"https://cds.hospital.org), or {env_var('allowed_hosts')} to the host names it may use"
+            )
         if not self.cors_origins:
             problems.append("cors_origins must name at least one origin")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

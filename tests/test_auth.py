@@ -369,6 +369,7 @@ def test_a_valid_es384_token_with_keys_from_a_file_is_accepted(keys: Keys, verif
         expires_at=NOW + timedelta(seconds=300),
         key_id="a-ec",
         algorithm="ES384",
+        fhir_servers=(ISS_A,),  # no fhir_servers configured: the issuer's own base URL, as Epic's iss is
         claims=claims,
     )
 

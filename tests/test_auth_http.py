@@ -41,11 +41,14 @@ SELECT = service_path("order-select")
 
 @dataclass(frozen=True)
 class Hospital:
-    """A hospital's two CDS clients: one signing ES384, one (Epic-style) RS384 with a tenant."""
+    """A hospital's two CDS clients: one signing ES384, one (Epic-style) RS384 with a tenant, and the
+    hospital's FHIR server (a real one, Medplum's) that its requests may name as fhirServer."""
 
     ec_key: ec.EllipticCurvePrivateKey
     rsa_key: rsa.RSAPrivateKey
     issuers_file: Path
+    fhir: FhirTestServer
+    fhir_token: str
 
     def token(self, path: str, *, alg: str = "ES384", base: str = PUBLIC_BASE, **claims: Any) -> str:
         if alg == "RS384":
@@ -55,21 +58,33 @@ class Hospital:
 
 
 @pytest.fixture(scope="module")
-def hospital(tmp_path_factory: pytest.TempPathFactory) -> Hospital:
+def hospital(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hospital]:
     folder = tmp_path_factory.mktemp("issuers")
     ec_key = ec.generate_private_key(ec.SECP384R1())
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     (folder / "ehr.jwks.json").write_text(json.dumps({"keys": [public_jwk(ec_key, "a-ec")]}))
     (folder / "epic.jwks.json").write_text(json.dumps({"keys": [public_jwk(rsa_key, "epic-rsa")]}))
-    issuers = {
-        "issuers": [
-            {"iss": HOSPITAL_ISS, "jwks_file": "ehr.jwks.json", "algorithms": ["ES384"]},
-            {"iss": EPIC_ISS, "jwks_file": "epic.jwks.json", "algorithms": ["RS384"], "tenants": [TENANT]},
-        ]
-    }
-    issuers_file = folder / "trusted-issuers.json"
-    issuers_file.write_text(json.dumps(issuers))
-    return Hospital(ec_key, rsa_key, issuers_file)
+    fhir_token = f"ehr-access-{uuid.uuid4().hex}"
+    with FhirTestServer(env={"FHIR_REQUIRE_TOKEN": fhir_token}) as fhir:
+        issuers = {
+            "issuers": [
+                {
+                    "iss": HOSPITAL_ISS,
+                    "jwks_file": "ehr.jwks.json",
+                    "algorithms": ["ES384"],
+                    "fhir_servers": [fhir.url],
+                },
+                {
+                    "iss": EPIC_ISS,
+                    "jwks_file": "epic.jwks.json",
+                    "algorithms": ["RS384"],
+                    "tenants": [TENANT],
+                },
+            ]
+        }
+        issuers_file = folder / "trusted-issuers.json"
+        issuers_file.write_text(json.dumps(issuers))
+        yield Hospital(ec_key, rsa_key, issuers_file, fhir, fhir_token)
 
 
 def hospital_env(hospital: Hospital, database_url: str) -> dict[str, str]:
@@ -227,11 +242,12 @@ def test_a_token_replayed_at_another_instance_is_refused(deployment: Deployment,
 def test_a_full_cycle_leaves_no_token_and_no_patient_id_in_logs_or_database(
     deployment: Deployment,
 ) -> None:
-    access_token = f"ehr-access-{uuid.uuid4().hex}"
+    access_token = deployment.hospital.fhir_token
     patient = f"pt-{uuid.uuid4().hex[:12]}"
     body = scenario("opioid-active-prescription", patient_id=patient)
     medication_requests = body["prefetch"].pop("medicationRequests")  # left for the EHR's FHIR server
-    with FhirTestServer(env={"FHIR_REQUIRE_TOKEN": access_token}) as fhir:
+    fhir = deployment.hospital.fhir
+    if True:  # the hospital's own FHIR server, named for its issuer in the trusted-issuers file
         fhir.load([entry["resource"] for entry in medication_requests["entry"]])
         body["fhirServer"] = fhir.url
         body["fhirAuthorization"] = {
@@ -266,6 +282,90 @@ def test_a_full_cycle_leaves_no_token_and_no_patient_id_in_logs_or_database(
     for secret in (jwt_service, jwt_feedback, *claims_and_signatures, access_token, patient):
         assert secret not in logs
         assert secret not in stored
+
+
+# ----------------------------------------------------------------------------- audience and fhirServer
+
+
+OTHER_VENDOR = "https://cds.other.test"  # another vendor's CDS service, for which an EHR minted a token
+
+
+def test_a_token_minted_for_another_service_is_refused_whatever_host_the_caller_claims(
+    deployment: Deployment,
+) -> None:
+    """The attack from issue 12: a token whose aud is another vendor's service, replayed here with that
+    vendor's Host and X-Forwarded-Proto. The audience comes from the configured public base URL."""
+    token = deployment.hospital.token(SELECT, base=OTHER_VENDOR)
+    spoofed = {"Host": "cds.other.test", "X-Forwarded-Proto": "https"}
+    answer = deployment.call("POST", SELECT, token, json=naltrexone_request(), headers=spoofed)
+    assert answer.status_code == 401
+    genuine = deployment.call("POST", SELECT, deployment.hospital.token(SELECT), json=naltrexone_request())
+    assert genuine.status_code == 200
+
+
+def test_with_allowed_hosts_another_host_is_refused_and_forwarded_headers_are_not_trusted(
+    hospital: Hospital, backend: Backend, tmp_path: Path
+) -> None:
+    env = {
+        **hospital_env(hospital, backend.new_url()),
+        "NALTREXONE_CDS_ALLOWED_HOSTS": "cds.example-hospital.org",
+    }
+    del env["NALTREXONE_CDS_PUBLIC_BASE_URL"]
+    server = LiveServer(tmp_path / "server.log", env=env, workers=1, authenticated=True)
+    try:
+        with server.client() as http:
+
+            def call(base: str, headers: dict[str, str]) -> int:
+                token = hospital.token(SELECT, base=base)
+                auth = {"Authorization": f"Bearer {token}", **headers}
+                return http.post(SELECT, json=naltrexone_request(), headers=auth).status_code
+
+            spoofed_host = call(OTHER_VENDOR, {"Host": "cds.other.test", "X-Forwarded-Proto": "https"})
+            # X-Forwarded-Proto from loopback is not trusted: the URL called is http://, not https://
+            spoofed_scheme = call(
+                "https://cds.example-hospital.org",
+                {"Host": "cds.example-hospital.org", "X-Forwarded-Proto": "https"},
+            )
+            allowed = call("http://cds.example-hospital.org", {"Host": "cds.example-hospital.org"})
+    finally:
+        server.stop()
+    assert spoofed_host == 400
+    assert spoofed_scheme == 401
+    assert allowed == 200
+
+
+def test_real_issuers_without_a_public_base_url_or_allowed_hosts_refuse_to_start(hospital: Hospital) -> None:
+    command = [str(Path(sys.executable).with_name("naltrexone-cds")), "serve", "--port", str(free_port())]
+    env = {**clean_environ(), "NALTREXONE_CDS_TRUSTED_ISSUERS_FILE": str(hospital.issuers_file)}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0
+    assert "NALTREXONE_CDS_PUBLIC_BASE_URL" in result.stderr
+    assert "NALTREXONE_CDS_ALLOWED_HOSTS" in result.stderr
+
+
+def test_a_fhir_server_that_is_not_the_callers_own_is_never_queried(deployment: Deployment) -> None:
+    """The hospital's issuer may name only its own FHIR server: a request naming another host (here a
+    second real FHIR server, which would answer) gets the data-gap cards, and that host sees nothing."""
+    body = scenario("opioid-active-prescription")
+    body["prefetch"].pop("medicationRequests")
+    with FhirTestServer() as elsewhere:
+        body["fhirServer"] = elsewhere.url
+        body["fhirAuthorization"] = {
+            "access_token": "would-leak",
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/MedicationRequest.read",
+            "subject": "naltrexone-cds",
+        }
+        answer = deployment.call("POST", SELECT, deployment.hospital.token(SELECT), json=body)
+        assert elsewhere.received_authorization() == []
+    assert answer.status_code == 200
+    cards = {card["source"]["topic"]["code"]: card for card in answer.json()["cards"]}
+    assert cards["opioid-history-unverified"]["indicator"] == "warning"
+    refusals = [
+        json.loads(line) for line in deployment.server.logs().splitlines() if "fhirServer refused" in line
+    ]
+    assert refusals and "calling client" in refusals[-1]["reason"]
 
 
 # ------------------------------------------------------------------------------------------ start-up

@@ -19,6 +19,7 @@ from flask import Flask
 
 from cds_service import create_app
 from cds_service.resources import default_rules_dir
+from cds_service.urls import within
 from tests import clinical as c
 from tests.builders import PREFETCH_KEYS, service_path
 from tests.conftest import NOW, assert_valid, open_settings
@@ -180,14 +181,37 @@ def test_a_slow_server_is_cut_off_at_the_budget(faults: FaultServer) -> None:
     assert cards["opioid-history-unverified"] == "warning"
 
 
-def test_a_fhir_server_off_the_allowlist_is_not_queried(faults: FaultServer) -> None:
+def test_a_fhir_server_off_the_allowlist_is_not_queried_and_counts_as_unreachable(
+    faults: FaultServer,
+) -> None:
     body = without_prefetch(c.scenario(), faults.base("ok"))
     before = len(faults.hits)
     app = app_with(fhir_server_allowlist=("https://ehr.example.org/",))
     response = app.test_client().post(service_path("order-select"), json=body)
-    assert response.status_code == 412
-    assert "may not query" in response.json["issue"][0]["diagnostics"]
+    assert response.status_code == 200
+    codes = {card["source"]["topic"]["code"]: card["indicator"] for card in response.json["cards"]}
+    assert codes["opioid-history-unverified"] == "warning"
+    assert codes["patient-data-unverified"] == "warning"
     assert len(faults.hits) == before
+
+
+@pytest.mark.parametrize(
+    ("url", "base", "inside"),
+    [
+        ("https://ehr.example.org/fhir", "https://ehr.example.org/fhir", True),
+        ("https://ehr.example.org/fhir/", "https://ehr.example.org/fhir", True),
+        ("https://ehr.example.org/fhir/r4", "https://ehr.example.org/fhir/", True),
+        ("https://EHR.example.org/fhir", "https://ehr.example.org", True),
+        ("https://ehr.example.org.evil.test/fhir", "https://ehr.example.org", False),
+        ("https://ehr.example.org/fhir-evil", "https://ehr.example.org/fhir", False),
+        ("https://ehr.example.org:8443/fhir", "https://ehr.example.org/fhir", False),
+        ("http://ehr.example.org/fhir", "https://ehr.example.org/fhir", False),
+        ("https://user@evil.test/ehr.example.org", "https://ehr.example.org", False),
+        ("not a url", "https://ehr.example.org", False),
+    ],
+)
+def test_a_url_is_within_a_base_url_by_host_and_path_segment(url: str, base: str, inside: bool) -> None:
+    assert within(url, base) is inside
 
 
 def test_no_token_is_sent_when_the_request_has_none(faults: FaultServer) -> None:

@@ -199,7 +199,7 @@ def test_medications_referenced_but_not_sent_are_read() -> None:
 def test_without_a_fetcher_absent_required_keys_are_412_even_with_a_fhir_server() -> None:
     body = hook_request(fhirServer="https://ehr.example.org/fhir")
     del body["prefetch"]["medicationStatements"]
-    with pytest.raises(PreconditionFailed, match="may not query the request's fhirServer"):
+    with pytest.raises(PreconditionFailed, match="does not fetch from fhirServer"):
         record_for(body)
 
 
