@@ -20,9 +20,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from tests import clinical as c
-from tests.builders import service_path
-from tests.test_fixtures import shifted
+from fhir_fixtures import clinical as c
+from fhir_fixtures import shifted
+from fhir_fixtures.requests import service_path
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fhir_fixtures"
 TYPICAL = "test-dose"

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from zoneinfo import ZoneInfo
 
 from flask import Flask, Response
 from flask_cors import CORS
 
 from cds_service.audit import CardAudit, open_store
-from cds_service.pipeline import Clock, Pipeline, utc_now
-from cds_service.security import Authenticator, DatabaseReplayGuard, auth_policy
+from cds_service.auth import Authenticator, AuthPolicy, DatabaseReplayGuard
+from cds_service.clock import Calendar, Clock, utc_now
+from cds_service.pipeline import Pipeline
 from cds_service.settings import Settings
+
+STATE_KEY = "naltrexone_cds"
+"""Where the app keeps its ``api.ServiceState`` (``app.extensions[STATE_KEY]``)."""
 
 try:
     __version__ = version("naltrexone-cds")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
-
-STATE_KEY = "naltrexone_cds"
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> Flask:
@@ -27,13 +30,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     settings = settings or Settings.from_env()
     store = open_store(settings.database_url, settings.audit_secret)
     audit = CardAudit(store)
-    pipeline = Pipeline.from_settings(settings, clock=clock, audit=audit)
-    policy = auth_policy(
-        settings.trusted_issuers_file,
-        allow_unauthenticated=settings.allow_unauthenticated,
-        public_base_url=settings.public_base_url,
-    )
-    authenticator = Authenticator(policy, DatabaseReplayGuard(store))
+    calendar = Calendar(ZoneInfo(settings.timezone), clock)
+    pipeline = Pipeline.from_settings(settings, calendar=calendar, audit=audit)
+    authenticator = Authenticator(AuthPolicy.from_settings(settings), DatabaseReplayGuard(store))
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

@@ -13,10 +13,10 @@ import os
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from cds_service.cdshooks import Card
 from cds_service.logs import log_fields
 from cds_service.store import Issuance, IssuedCard, Store, StoreError
 
@@ -44,18 +44,18 @@ class CardAudit:
         service_id: str,
         hook_instance: str,
         patient_id: str,
-        user_id: str,
+        user_id: str | None,
         rules_version: str,
-        cards: Sequence[dict[str, Any]],
+        cards: Sequence[Card],
     ) -> None:
         if not cards:
             return
         issued = tuple(
             IssuedCard(
-                uuid=card["uuid"],
-                rule_id=card["source"]["topic"]["code"],
-                indicator=card["indicator"],
-                suggestion_uuids=tuple(s["uuid"] for s in card.get("suggestions", ())),
+                uuid=card.uuid,
+                rule_id=card.rule_id,
+                indicator=card.indicator,
+                suggestion_uuids=tuple(s.uuid for s in card.suggestions),
             )
             for card in cards
         )

@@ -24,11 +24,12 @@ import contextlib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from durable import engine as durable
 
-from cds_service.rulebook import RuleBook
+if TYPE_CHECKING:  # the rule book is built by knowledge, which builds the engine from it
+    from cds_service.knowledge.rulebook import RuleBook
 
 RULESET = "naltrexone_cds"
 _INIT = "engine-init"

@@ -12,9 +12,12 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from cds_service.api.encode import response_json
+from cds_service.clock import Calendar, utc_now
 from cds_service.errors import CdsError
-from cds_service.pipeline import Pipeline, utc_now
+from cds_service.pipeline import Pipeline
 from cds_service.settings import Settings
 from cds_service.validate import decode_json
 
@@ -35,7 +38,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """The service's response to ``raw`` (a request body); raises ``EvaluationFailed`` for a 4xx."""
     moment = datetime.combine(today, datetime.min.time(), UTC).replace(hour=12) if today else None
-    pipeline = Pipeline.from_settings(settings, clock=(lambda: moment) if moment else utc_now)
+    calendar = Calendar(ZoneInfo(settings.timezone), (lambda: moment) if moment else utc_now)
+    pipeline = Pipeline.from_settings(settings, calendar=calendar)
     try:
         body = decode_json(raw)
         hook = body.get("hook") if isinstance(body, dict) else None
@@ -45,7 +49,7 @@ def evaluate(
             service = pipeline.service_for_hook(hook)
         else:
             service = pipeline.service("naltrexone-order-select")
-        return pipeline.run(service, body)
+        return response_json(pipeline.run(service, body))
     except CdsError as error:
         raise EvaluationFailed(error.status, error.to_operation_outcome()) from error
 

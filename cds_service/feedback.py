@@ -12,7 +12,7 @@ from typing import Any
 
 from cds_service import contract
 from cds_service.errors import BadRequest, NotFound, SchemaViolation, ServiceUnavailable
-from cds_service.services import ServiceDefinition
+from cds_service.knowledge.services import ServiceDefinition
 from cds_service.store import (
     FeedbackItem,
     FeedbackRejected,

@@ -28,8 +28,8 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from cds_service.gather import FetchResult
+from cds_service.knowledge.services import PrefetchTemplate
 from cds_service.logs import log_fields
-from cds_service.services import PrefetchTemplate
 from cds_service.urls import within_any
 from cds_service.validate import HookRequest
 

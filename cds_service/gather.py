@@ -1,12 +1,18 @@
 """Stage 2: collect the patient's data, whatever its origin, and know what could not be obtained.
 
-CDS Hooks gives prefetch values three meanings, kept apart here:
+``gather`` is called once per request and returns the complete ``PatientRecord``: the prefetched data,
+what was fetched from ``fhirServer`` for the keys the EHR left out, and the Medications that orders and
+history reference. CDS Hooks gives a prefetch key three meanings, kept apart here (``KeyOutcome``):
 
-* key **absent**: the EHR did not (or could not) prefetch it -> fetch it from ``fhirServer``; with no
-  ``fhirServer`` a required key makes the request fail with 412;
-* value **null**: the EHR has no such data -> the domain is *empty*, which is a real answer;
-* an **OperationOutcome** (or a fetch that fails): the data exists but could not be read -> the domain
-  is *unavailable*, and the rules must say they could not verify it.
+* key **absent**: the EHR did not (or could not) prefetch it -> fetched from ``fhirServer``; with no
+  ``fhirServer`` a required key makes the request fail with 412, an optional one is *not provided*;
+* value **null**: the EHR has no such data -> the data is *empty*, which is a real answer;
+* an **OperationOutcome**, a search that reports an error, a paged result whose further pages were not
+  sent, a fetch that fails, or a ``fhirServer`` the service may not query -> *unavailable*: the cards say
+  what could not be verified.
+
+Each data domain (``rules/services.yaml``) is then present, empty or unavailable, and says what its
+absence means (``DataDomain.gap``).
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from cds_service.errors import BadRequest, PreconditionFailed
+from cds_service.fhir import MEDICATION_HISTORY_TYPES, referenced_id
+from cds_service.knowledge.services import DataDomain, PrefetchTemplate, ServiceDefinition
 from cds_service.logs import log_fields
-from cds_service.services import DOMAINS, Domain, PrefetchTemplate, ServiceDefinition
 from cds_service.urls import within_any
 from cds_service.validate import HookRequest
 
@@ -33,6 +40,18 @@ class Availability(StrEnum):
     PRESENT = "present"
     EMPTY = "empty"
     UNAVAILABLE = "unavailable"
+
+
+class KeyOutcome(StrEnum):
+    """What became of one prefetch template in this request."""
+
+    PREFETCHED = "prefetched"
+    NULL = "null (the EHR has no such data)"
+    REPORTED_ERROR = "the EHR reported an error"
+    FETCHED = "fetched from fhirServer"
+    FETCH_FAILED = "fhirServer could not be read"
+    REFUSED = "fhirServer may not be queried"
+    NOT_PROVIDED = "not provided (optional)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +74,7 @@ class Fetcher(Protocol):
     """Gets what prefetch lacks from the EHR's FHIR server (the request names it and its token)."""
 
     def allows(self, request: HookRequest) -> bool:
-        """Whether this request's fhirServer may be queried (present, and on any configured allowlist)."""
+        """Whether this request's fhirServer is on the deployment's allowlist (if it has one)."""
         ...
 
     def open(self, request: HookRequest) -> FetchSession: ...
@@ -63,6 +82,7 @@ class Fetcher(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class DomainData:
+    domain: DataDomain
     availability: Availability
     problems: tuple[str, ...] = ()
     """Why the domain is unavailable, in words an integrator can act on."""
@@ -73,23 +93,79 @@ class PatientRecord:
     """The patient's resources by type (deduplicated), and the availability of each data domain."""
 
     resources: Mapping[str, tuple[Mapping[str, Any], ...]]
-    domains: Mapping[Domain, DomainData]
-    sources: Mapping[str, str] = field(default_factory=dict)
-    """Prefetch key -> where its data came from: ``prefetch``, ``prefetch (null)``, ``fhirServer``..."""
+    domains: Mapping[str, DomainData]
+    keys: Mapping[str, KeyOutcome] = field(default_factory=dict)
+    """Prefetch key -> what became of it."""
 
     def of_type(self, resource_type: str) -> tuple[Mapping[str, Any], ...]:
         return self.resources.get(resource_type, ())
 
-    def availability(self, domain: Domain) -> Availability:
+    def availability(self, domain: str) -> Availability:
         return self.domains[domain].availability
+
+    def unavailable(self) -> tuple[DomainData, ...]:
+        return tuple(d for d in self.domains.values() if d.availability is Availability.UNAVAILABLE)
+
+
+def gather(
+    service: ServiceDefinition,
+    request: HookRequest,
+    fetcher: Fetcher | None,
+    *,
+    fhir_servers: tuple[str, ...] | None = None,
+) -> PatientRecord:
+    """The patient record for ``request``: prefetch, then fhirServer for what prefetch lacks.
+
+    A ``fhirServer`` outside the deployment's allowlist or outside ``fhir_servers`` (the authenticated
+    client's own FHIR servers; ``None`` when not bound to a client) is never queried: its data counts as
+    unavailable. Raises ``PreconditionFailed`` (412) when required data is absent and nothing can fetch it.
+    """
+    collector = _Collector()
+    keys: dict[str, KeyOutcome] = {}
+    problems: dict[str, str] = {}
+    for resource in request.draft_resources:
+        if resource["resourceType"] == "Medication":
+            collector.add(resource)  # drafts are not history, but the Medications they carry are needed
+    declared = {template.key for template in service.prefetch}
+    absent = [t for t in service.prefetch if t.key not in request.prefetch]
+    for template in service.prefetch:
+        if template.key in request.prefetch:
+            value = request.prefetch[template.key]
+            keys[template.key] = _take(template.key, value, f"prefetch.{template.key}", collector, problems)
+    for key, value in request.prefetch.items():
+        if key not in declared and value is not None:
+            # data under keys this service did not ask for is still the patient's data
+            _add_resource_or_bundle(value, f"prefetch.{key}", collector)
+    refused = _refusal(request, fetcher, fhir_servers)
+    session = (
+        fetcher.open(request)
+        if fetcher is not None and request.fhir_server is not None and refused is None
+        else None
+    )
+    if absent:
+        _fill_absent(request, absent, session, refused, collector, keys, problems)
+    if session is not None:
+        unresolved = _unresolved_medications(collector, request.draft_resources)
+        if unresolved:
+            for medication in session.read_medications(unresolved).values():
+                collector.add(medication)
+    return PatientRecord(
+        resources=collector.freeze(),
+        domains=_domain_availability(service, keys, problems, collector.with_data),
+        keys=keys,
+    )
 
 
 class _Collector:
     def __init__(self) -> None:
         self.by_type: dict[str, dict[str, Mapping[str, Any]]] = {}
         self.anonymous: dict[str, list[Mapping[str, Any]]] = {}
+        self.added = 0
+        self.with_data: set[str] = set()
+        """Prefetch keys that brought at least one resource."""
 
     def add(self, resource: Mapping[str, Any]) -> None:
+        self.added += 1
         resource_type = resource["resourceType"]
         resource_id = resource.get("id")
         if isinstance(resource_id, str):
@@ -100,85 +176,6 @@ class _Collector:
     def freeze(self) -> dict[str, tuple[Mapping[str, Any], ...]]:
         types = set(self.by_type) | set(self.anonymous)
         return {t: tuple(self.by_type.get(t, {}).values()) + tuple(self.anonymous.get(t, ())) for t in types}
-
-
-class PrefetchReading:
-    """What the request's own prefetch holds, before anything is fetched.
-
-    The pipeline looks at it first (e.g. to resolve the ordered medication) and calls ``complete``
-    only when the orders need the patient's record.
-    """
-
-    def __init__(self, service: ServiceDefinition, request: HookRequest) -> None:
-        self._service = service
-        self._collector = _Collector()
-        self._outcome: dict[str, Availability] = {}
-        self._problems: dict[str, str] = {}
-        self._sources: dict[str, str] = {}
-        self._absent: list[PrefetchTemplate] = []
-        for resource in _contained_in_drafts(request.draft_resources):
-            self._collector.add(resource)
-        declared = {template.key for template in service.prefetch}
-        for template in service.prefetch:
-            if template.key not in request.prefetch:
-                self._absent.append(template)
-                continue
-            self._sources[template.key] = "prefetch"
-            value = request.prefetch[template.key]
-            _take(
-                template.key,
-                value,
-                f"prefetch.{template.key}",
-                self._collector,
-                self._outcome,
-                self._problems,
-            )
-        # Data under keys this service did not ask for is still the patient's data: use it.
-        for key, value in request.prefetch.items():
-            if key not in declared and value is not None:
-                _add_resource_or_bundle(value, f"prefetch.{key}", self._collector)
-
-    def medications(self) -> dict[str, Mapping[str, Any]]:
-        """Medication resources by id (from prefetch and the draft orders' bundle)."""
-        return dict(self._collector.by_type.get("Medication", {}))
-
-    def complete(
-        self, request: HookRequest, fetcher: Fetcher | None, *, fhir_servers: tuple[str, ...] | None = None
-    ) -> PatientRecord:
-        """The patient record, fetching what prefetch lacks; 412 if required data cannot be had.
-
-        A ``fhirServer`` outside the deployment's allowlist or outside ``fhir_servers`` (the authenticated
-        client's own FHIR servers) is never queried: its data counts as unreachable, and the cards say
-        what could not be verified."""
-        refused = _refusal(request, fetcher, fhir_servers)
-        session = (
-            fetcher.open(request)
-            if fetcher is not None and request.fhir_server is not None and refused is None
-            else None
-        )
-        if self._absent:
-            _fill_absent(
-                request,
-                self._absent,
-                session,
-                refused,
-                self._collector,
-                self._outcome,
-                self._problems,
-                self._sources,
-            )
-            self._absent = []
-        if session is not None:
-            unresolved = _unresolved_medications(self._collector, request.draft_resources)
-            if unresolved:
-                for medication in session.read_medications(unresolved).values():
-                    self._collector.add(medication)
-        domains = _domain_availability(self._service.prefetch, self._outcome, self._problems)
-        return PatientRecord(resources=self._collector.freeze(), domains=domains, sources=dict(self._sources))
-
-
-def gather(service: ServiceDefinition, request: HookRequest, fetcher: Fetcher | None) -> PatientRecord:
-    return PrefetchReading(service, request).complete(request, fetcher)
 
 
 def _refusal(
@@ -200,21 +197,18 @@ def _refusal(
 
 def _fill_absent(
     request: HookRequest,
-    absent: list[PrefetchTemplate],
+    absent: Sequence[PrefetchTemplate],
     session: FetchSession | None,
     refused: str | None,
     collector: _Collector,
-    outcome: dict[str, Availability],
+    keys: dict[str, KeyOutcome],
     problems: dict[str, str],
-    sources: dict[str, str],
 ) -> None:
     if refused is not None:
-        # A fhirServer the service may not query is an unreachable one: the data is unavailable, and
-        # the cards say what could not be verified (never a 412: the EHR did name a server).
+        # A fhirServer the service may not query is an unreachable one (never a 412: the EHR did name one).
         for template in absent:
-            outcome[template.key] = Availability.UNAVAILABLE
+            keys[template.key] = KeyOutcome.REFUSED
             problems[template.key] = f"'{template.key}' was not prefetched, and {refused}"
-            sources[template.key] = "fhirServer (refused)"
         return
     if session is None:
         required = [t.key for t in absent if t.required]
@@ -231,82 +225,62 @@ def _fill_absent(
                 expression="prefetch",
             )
         for template in absent:
-            outcome[template.key] = Availability.EMPTY
-            sources[template.key] = "not provided (optional)"
+            keys[template.key] = KeyOutcome.NOT_PROVIDED
         return
     results = session.search(absent)
     for template in absent:
         result = results.get(template.key, FetchResult(failure="not fetched"))
-        sources[template.key] = "fhirServer"
         if result.failure is not None or result.resource is None:
-            outcome[template.key] = Availability.UNAVAILABLE
+            keys[template.key] = KeyOutcome.FETCH_FAILED
             problems[template.key] = (
                 f"'{template.key}' could not be read from fhirServer: {result.failure or 'no data'}"
             )
         else:
-            _take(template.key, result.resource, f"fhirServer {template.key}", collector, outcome, problems)
+            outcome = _take(template.key, result.resource, f"fhirServer {template.key}", collector, problems)
+            keys[template.key] = KeyOutcome.FETCHED if outcome is KeyOutcome.PREFETCHED else outcome
+
+
+def _take(key: str, value: Any, where: str, collector: _Collector, problems: dict[str, str]) -> KeyOutcome:
+    """Adds one prefetch value's resources; says what the value was."""
+    if value is None:
+        return KeyOutcome.NULL
+    if value.get("resourceType") == "OperationOutcome":
+        problems[key] = f"the EHR reported an error for '{key}': {_outcome_text(value)}"
+        return KeyOutcome.REPORTED_ERROR
+    before = collector.added
+    _add_resource_or_bundle(value, where, collector)
+    if collector.added > before:
+        collector.with_data.add(key)
+    failed = _search_failure(value)
+    if failed:
+        problems[key] = f"the search for '{key}' reported an error: {failed}"
+        return KeyOutcome.REPORTED_ERROR
+    if value.get("resourceType") == "Bundle" and _has_next_page(value):
+        problems[key] = f"'{key}' is paged and the further pages were not retrieved"
+        return KeyOutcome.REPORTED_ERROR
+    return KeyOutcome.PREFETCHED
 
 
 def _unresolved_medications(collector: _Collector, drafts: Iterable[Mapping[str, Any]]) -> set[str]:
     """Ids of Medications referenced (not contained) by drafts or medication history but not at hand."""
     known = set(collector.by_type.get("Medication", {}))
+    history = (r for t in MEDICATION_HISTORY_TYPES for r in collector.by_type.get(t, {}).values())
     wanted: set[str] = set()
-    history = (r for t in _MEDICATION_TYPES for r in collector.by_type.get(t, {}).values())
     for resource in (*drafts, *history):
         reference = resource.get("medicationReference")
-        ref = reference.get("reference") if isinstance(reference, Mapping) else None
-        if not isinstance(ref, str) or ref.startswith("#"):
-            continue
-        parts = [p for p in ref.split("/") if p]
-        if len(parts) >= 2 and parts[-2] == "Medication" and parts[-1] not in known:
-            wanted.add(parts[-1])
+        medication_id = referenced_id(reference, "Medication") if isinstance(reference, Mapping) else None
+        if medication_id is not None and medication_id not in known:
+            wanted.add(medication_id)
     return wanted
 
 
-_MEDICATION_TYPES = (
-    "MedicationRequest",
-    "MedicationDispense",
-    "MedicationStatement",
-    "MedicationAdministration",
-)
-
-
-def _take(
-    key: str,
-    value: Any,
-    where: str,
-    collector: _Collector,
-    outcome: dict[str, Availability],
-    problems: dict[str, str],
-) -> None:
-    if value is None:
-        outcome[key] = Availability.EMPTY
-        return
-    if value.get("resourceType") == "OperationOutcome":
-        outcome[key] = Availability.UNAVAILABLE
-        problems[key] = f"the EHR reported an error for '{key}': {_outcome_text(value)}"
-        return
-    if value.get("resourceType") == "Bundle" and _has_next_page(value):
-        outcome[key] = Availability.UNAVAILABLE
-        problems[key] = f"'{key}' is paged and the further pages were not retrieved"
-    added = _add_resource_or_bundle(value, where, collector)
-    failed = _search_failure(value)
-    if failed:
-        outcome[key] = Availability.UNAVAILABLE
-        problems[key] = f"the search for '{key}' reported an error: {failed}"
-    elif key not in outcome:
-        outcome[key] = Availability.PRESENT if added else Availability.EMPTY
-
-
-def _add_resource_or_bundle(value: Mapping[str, Any], where: str, collector: _Collector) -> int:
-    """Adds a resource, or each resource of a Bundle; returns how many data resources were added."""
+def _add_resource_or_bundle(value: Mapping[str, Any], where: str, collector: _Collector) -> None:
     if value.get("resourceType") != "Bundle":
         collector.add(value)
-        return 1
+        return
     entries = value.get("entry", [])
     if not isinstance(entries, list):
         raise BadRequest(f"{where}.entry must be an array", expression=f"{where}.entry")
-    added = 0
     for index, entry in enumerate(entries):
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if resource is None and isinstance(entry, dict):
@@ -316,11 +290,8 @@ def _add_resource_or_bundle(value: Mapping[str, Any], where: str, collector: _Co
                 f"{where}.entry[{index}].resource must be a FHIR resource with a resourceType",
                 expression=f"{where}.entry[{index}]",
             )
-        if _is_search_outcome(entry, resource):
-            continue
-        collector.add(resource)
-        added += 1
-    return added
+        if not _is_search_outcome(entry, resource):
+            collector.add(resource)
 
 
 def _is_search_outcome(entry: Mapping[str, Any], resource: Mapping[str, Any]) -> bool:
@@ -361,28 +332,23 @@ def _outcome_text(outcome: Mapping[str, Any]) -> str:
     return joined if len(joined) <= _MAX_PROBLEM_TEXT else joined[: _MAX_PROBLEM_TEXT - 1] + "…"
 
 
-def _contained_in_drafts(drafts: Iterable[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:
-    """Draft orders are not history, but the Medications they carry or sit beside are needed."""
-    for resource in drafts:
-        if resource["resourceType"] == "Medication":
-            yield resource
+_UNAVAILABLE = frozenset({KeyOutcome.REPORTED_ERROR, KeyOutcome.FETCH_FAILED, KeyOutcome.REFUSED})
 
 
 def _domain_availability(
-    templates: Sequence[PrefetchTemplate],
-    outcome: Mapping[str, Availability],
+    service: ServiceDefinition,
+    keys: Mapping[str, KeyOutcome],
     problems: Mapping[str, str],
-) -> dict[Domain, DomainData]:
-    domains: dict[Domain, DomainData] = {}
-    for domain in DOMAINS:
-        keys = [t.key for t in templates if t.domain == domain]
-        states = [outcome.get(k, Availability.EMPTY) for k in keys]
-        if Availability.UNAVAILABLE in states:
-            domains[domain] = DomainData(
-                Availability.UNAVAILABLE, tuple(problems[k] for k in keys if k in problems)
-            )
-        elif Availability.PRESENT in states:
-            domains[domain] = DomainData(Availability.PRESENT)
+    with_data: set[str],
+) -> dict[str, DomainData]:
+    domains: dict[str, DomainData] = {}
+    for domain in service.domains:
+        templates = [t.key for t in service.prefetch if t.domain == domain.name]
+        if any(keys.get(k) in _UNAVAILABLE for k in templates):
+            found = tuple(problems[k] for k in templates if k in problems)
+            domains[domain.name] = DomainData(domain, Availability.UNAVAILABLE, found)
+        elif any(k in with_data for k in templates):
+            domains[domain.name] = DomainData(domain, Availability.PRESENT)
         else:
-            domains[domain] = DomainData(Availability.EMPTY)
+            domains[domain.name] = DomainData(domain, Availability.EMPTY)
     return domains

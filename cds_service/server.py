@@ -10,9 +10,9 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from cds_service import create_app
+from cds_service import STATE_KEY, create_app
+from cds_service.auth import AuthPolicy
 from cds_service.logs import QUIET_LOGGERS, log_fields
-from cds_service.security import AuthPolicy
 from cds_service.settings import Settings
 
 log = logging.getLogger("naltrexone_cds.server")
@@ -53,7 +53,7 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
     def load(self) -> Flask:
         if self.application is None:
             self.application = create_app(self.settings)
-            state = self.application.extensions["naltrexone_cds"]
+            state = self.application.extensions[STATE_KEY]
             announce_security(self.settings, state.authenticator.policy)
             log.info(
                 "naltrexone-cds configured",

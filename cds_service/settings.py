@@ -130,6 +130,11 @@ class Settings:
             problems.append("audit_secret must be at least 16 bytes")
         if self.public_base_url and not self.public_base_url.startswith(("http://", "https://")):
             problems.append("public_base_url must start with http:// or https://")
+        if self.trusted_issuers_file is not None and self.allow_unauthenticated:
+            problems.append(
+                f"{env_var('trusted_issuers_file')} and {env_var('allow_unauthenticated')} are both set: "
+                "choose one (trusted issuers mean every call is authenticated)"
+            )
         if self.trusted_issuers_file is not None and not self.public_base_url and not self.allowed_hosts:
             # Otherwise the URL a token's aud must equal would be built from the caller's own Host header,
             # and a token minted for another service could be replayed here with that service's Host.

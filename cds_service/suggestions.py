@@ -1,8 +1,10 @@
 """CDS Hooks suggestions: the FHIR actions a card offers, by the name a rule gives them.
 
-Updates carry the whole draft resource (as CDS Hooks requires), after repairing the harmless
-non-R4 shapes clients send (``category`` as one object, ``doseAndRate`` as one object, STU3's
-``doseQuantity`` on the dosage) so that what comes back is valid R4.
+Each builder is registered with ``@suggestion("name")``; the rule book may name only registered ones.
+Updates carry the whole draft resource (as CDS Hooks requires), after repairing the harmless non-R4
+shapes clients send (``category`` as one object, ``doseAndRate`` as one object, STU3's ``doseQuantity``
+on the dosage) so that what comes back is valid R4. A builder returns ``None`` when it has nothing to
+offer for this order (no date to move to, a patient allergic to naloxone...).
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from cds_service.facts import OrderFacts, PatientFacts
-from cds_service.facts.fhir import as_dict, json_copy
+from cds_service.cdshooks import Action, Suggestion
+from cds_service.facts import ClinicalFacts
+from cds_service.facts.allergies import ALLERGIES
 from cds_service.facts.medications import format_mg
-from cds_service.policy import Policy
-from cds_service.terminology import LOINC, PROJECT, RXNORM, SNOMED
+from cds_service.facts.opioid_exposure import OPIOIDS
+from cds_service.facts.orders import OrderFacts
+from cds_service.fhir import as_dict, json_copy
+from cds_service.knowledge.policy import Policy
+from cds_service.knowledge.terminology import LOINC, PROJECT, RXNORM, SNOMED
 
 UCUM = "http://unitsofmeasure.org"
 Resource = dict[str, Any]
@@ -26,30 +32,45 @@ Resource = dict[str, Any]
 @dataclass(frozen=True)
 class SuggestionContext:
     order: OrderFacts
-    patient: PatientFacts
-    policy: Policy
+    facts: ClinicalFacts
     patient_id: str
-    user_id: str
+    user_id: str | None
     encounter_id: str | None
 
     @property
     def today(self) -> date:
-        return self.patient.today
+        return self.facts.inputs.today
+
+    @property
+    def policy(self) -> Policy:
+        return self.facts.policy
 
 
-Builder = Callable[[SuggestionContext], dict[str, Any] | None]
+Builder = Callable[[SuggestionContext], Suggestion | None]
+BUILDERS: dict[str, Builder] = {}
+"""Filled by ``@suggestion``: the rule book is checked against these names."""
 
 
-def _suggestion(label: str, *actions: dict[str, Any]) -> dict[str, Any]:
-    return {"label": label, "uuid": str(uuid.uuid4()), "actions": list(actions)}
+def suggestion(name: str) -> Callable[[Builder], Builder]:
+    def register(builder: Builder) -> Builder:
+        if name in BUILDERS:
+            raise ValueError(f"suggestion {name!r} is registered twice")
+        BUILDERS[name] = builder
+        return builder
+
+    return register
 
 
-def _update(description: str, resource: Resource) -> dict[str, Any]:
-    return {"type": "update", "description": description, "resource": resource}
+def _suggestion(label: str, *actions: Action) -> Suggestion:
+    return Suggestion(label=label, uuid=str(uuid.uuid4()), actions=actions)
 
 
-def _create(description: str, resource: Resource) -> dict[str, Any]:
-    return {"type": "create", "description": description, "resource": resource}
+def _update(description: str, resource: Resource) -> Action:
+    return Action(type="update", description=description, resource=resource)
+
+
+def _create(description: str, resource: Resource) -> Action:
+    return Action(type="create", description=description, resource=resource)
 
 
 def normalised_draft(order: Mapping[str, Any]) -> Resource:
@@ -130,30 +151,32 @@ def _service_request(ctx: SuggestionContext, system: str, code: str, display: st
         "authoredOn": ctx.today.isoformat(),
         "note": [{"text": note}],
     }
-    if ctx.user_id.startswith(("Practitioner/", "PractitionerRole/")):
+    if ctx.user_id and ctx.user_id.startswith(("Practitioner/", "PractitionerRole/")):
         request["requester"] = {"reference": ctx.user_id}
     if ctx.encounter_id:
         request["encounter"] = {"reference": f"Encounter/{ctx.encounter_id}"}
     return request
 
 
-def cancel_order(ctx: SuggestionContext) -> dict[str, Any] | None:
+@suggestion("cancel-order")
+def cancel_order(ctx: SuggestionContext) -> Suggestion | None:
     order_id = ctx.order.resource.get("id")
     if not isinstance(order_id, str):
         return None
     what = "opioid" if ctx.order.kind == "opioid" else "naltrexone"
     return _suggestion(
         f"Cancel this {what} order",
-        {
-            "type": "delete",
-            "description": f"Remove the draft {what} order",
-            "resourceId": f"MedicationRequest/{order_id}",
-        },
+        Action(
+            type="delete",
+            description=f"Remove the draft {what} order",
+            resource_id=f"MedicationRequest/{order_id}",
+        ),
     )
 
 
-def move_start(ctx: SuggestionContext) -> dict[str, Any] | None:
-    start = ctx.patient.earliest_start
+@suggestion("move-start")
+def move_start(ctx: SuggestionContext) -> Suggestion | None:
+    start = ctx.facts.of(OPIOIDS).earliest_start
     if start is None:
         return None
     draft = _with_dosage(normalised_draft(ctx.order.resource), start=start)
@@ -167,7 +190,8 @@ def move_start(ctx: SuggestionContext) -> dict[str, Any] | None:
     )
 
 
-def test_dose(ctx: SuggestionContext) -> dict[str, Any] | None:
+@suggestion("test-dose")
+def test_dose(ctx: SuggestionContext) -> Suggestion | None:
     start = _order_start(ctx)
     first = _with_dosage(
         normalised_draft(ctx.order.resource),
@@ -205,7 +229,8 @@ _URINE_SCREENS = (
 )
 
 
-def order_urine_screen(ctx: SuggestionContext) -> dict[str, Any] | None:
+@suggestion("order-urine-screen")
+def order_urine_screen(ctx: SuggestionContext) -> Suggestion | None:
     note = "Before starting naltrexone: a positive opioid screen is a contraindication."
     actions = [
         _create(f"Order {display}", _service_request(ctx, LOINC, code, display, note))
@@ -214,8 +239,13 @@ def order_urine_screen(ctx: SuggestionContext) -> dict[str, Any] | None:
     return _suggestion("Order a urine opioid screen (opiates, fentanyl, buprenorphine, methadone)", *actions)
 
 
-def order_naloxone_challenge(ctx: SuggestionContext) -> dict[str, Any] | None:
-    if ctx.patient.naloxone_allergies:
+def _allergic_to_naloxone(ctx: SuggestionContext) -> bool:
+    return bool(ctx.facts.of(ALLERGIES).naloxone)
+
+
+@suggestion("order-naloxone-challenge")
+def order_naloxone_challenge(ctx: SuggestionContext) -> Suggestion | None:
+    if _allergic_to_naloxone(ctx):
         return None  # never suggest naloxone to a patient with a naloxone allergy on record
     request = _service_request(
         ctx,
@@ -228,14 +258,16 @@ def order_naloxone_challenge(ctx: SuggestionContext) -> dict[str, Any] | None:
     return _suggestion("Order a naloxone challenge", _create("Order a naloxone challenge test", request))
 
 
-def order_liver_panel(ctx: SuggestionContext) -> dict[str, Any] | None:
+@suggestion("order-liver-panel")
+def order_liver_panel(ctx: SuggestionContext) -> Suggestion | None:
     display = "Hepatic function 2000 panel - Serum or Plasma"
     request = _service_request(ctx, LOINC, "24325-3", display, "Liver tests for naltrexone treatment.")
     return _suggestion("Order a hepatic function panel", _create("Order a hepatic function panel", request))
 
 
-def prescribe_naloxone(ctx: SuggestionContext) -> dict[str, Any] | None:
-    if ctx.patient.naloxone_allergies:
+@suggestion("prescribe-naloxone")
+def prescribe_naloxone(ctx: SuggestionContext) -> Suggestion | None:
+    if _allergic_to_naloxone(ctx):
         return None  # never suggest naloxone to a patient with a naloxone allergy on record
     prescription: Resource = {
         "resourceType": "MedicationRequest",
@@ -262,7 +294,7 @@ def prescribe_naloxone(ctx: SuggestionContext) -> dict[str, Any] | None:
         ],
         "dispenseRequest": {"quantity": {"value": 2, "unit": "device"}},
     }
-    if ctx.user_id.startswith(("Practitioner/", "PractitionerRole/")):
+    if ctx.user_id and ctx.user_id.startswith(("Practitioner/", "PractitionerRole/")):
         prescription["requester"] = {"reference": ctx.user_id}
     return _suggestion(
         "Prescribe naloxone 4 mg nasal spray (2 devices)",
@@ -270,7 +302,8 @@ def prescribe_naloxone(ctx: SuggestionContext) -> dict[str, Any] | None:
     )
 
 
-def ldn_step(ctx: SuggestionContext) -> dict[str, Any] | None:
+@suggestion("ldn-step")
+def ldn_step(ctx: SuggestionContext) -> Suggestion | None:
     plan = ctx.order.ldn_plan
     dose = ctx.order.dosing.dose_mg
     if plan is None or (dose is not None and dose <= plan.planned_dose_mg):
@@ -283,7 +316,8 @@ def ldn_step(ctx: SuggestionContext) -> dict[str, Any] | None:
     )
 
 
-def ldn_max_dose(ctx: SuggestionContext) -> dict[str, Any] | None:
+@suggestion("ldn-max-dose")
+def ldn_max_dose(ctx: SuggestionContext) -> Suggestion | None:
     target = ctx.policy.ldn_max_dose_mg
     draft = _with_dosage(normalised_draft(ctx.order.resource), dose_mg=target)
     return _suggestion(
@@ -291,12 +325,14 @@ def ldn_max_dose(ctx: SuggestionContext) -> dict[str, Any] | None:
     )
 
 
-def ldn_bedtime(ctx: SuggestionContext) -> dict[str, Any] | None:
+@suggestion("ldn-bedtime")
+def ldn_bedtime(ctx: SuggestionContext) -> Suggestion | None:
     draft = _with_dosage(normalised_draft(ctx.order.resource), when=["HS"])
     return _suggestion("Take at bedtime", _update("Time the dose at bedtime", draft))
 
 
-def ldn_compounded(ctx: SuggestionContext) -> dict[str, Any] | None:
+@suggestion("ldn-compounded")
+def ldn_compounded(ctx: SuggestionContext) -> Suggestion | None:
     dose = ctx.order.dosing.dose_mg or ctx.policy.ldn_start_dose_mg
     draft = normalised_draft(ctx.order.resource)
     draft.pop("medicationReference", None)
@@ -314,7 +350,8 @@ def ldn_compounded(ctx: SuggestionContext) -> dict[str, Any] | None:
 _INTRAMUSCULAR = {"coding": [{"system": SNOMED, "code": "78421000", "display": "Intramuscular route"}]}
 
 
-def xr_standard_dose(ctx: SuggestionContext) -> dict[str, Any] | None:
+@suggestion("xr-standard-dose")
+def xr_standard_dose(ctx: SuggestionContext) -> Suggestion | None:
     draft = _with_dosage(
         normalised_draft(ctx.order.resource),
         dose_mg=380,
@@ -325,7 +362,8 @@ def xr_standard_dose(ctx: SuggestionContext) -> dict[str, Any] | None:
     return _suggestion("Change to 380 mg IM every 4 weeks", _update("Set 380 mg IM every 4 weeks", draft))
 
 
-def standard_dose(ctx: SuggestionContext) -> dict[str, Any] | None:
+@suggestion("standard-dose")
+def standard_dose(ctx: SuggestionContext) -> Suggestion | None:
     if ctx.order.kind == "naltrexone-xr":
         return xr_standard_dose(ctx)
     if ctx.order.kind == "naltrexone-low-dose":
@@ -337,20 +375,3 @@ def standard_dose(ctx: SuggestionContext) -> dict[str, Any] | None:
     draft = _with_dosage(normalised_draft(ctx.order.resource), dose_mg=50, every_days=1)
     as_dict(draft["dosageInstruction"][0]).get("timing", {}).get("repeat", {}).pop("count", None)
     return _suggestion("Change to 50 mg once daily", _update("Set 50 mg once daily", draft))
-
-
-BUILDERS: dict[str, Builder] = {
-    "cancel-order": cancel_order,
-    "move-start": move_start,
-    "test-dose": test_dose,
-    "order-urine-screen": order_urine_screen,
-    "order-naloxone-challenge": order_naloxone_challenge,
-    "order-liver-panel": order_liver_panel,
-    "prescribe-naloxone": prescribe_naloxone,
-    "ldn-step": ldn_step,
-    "ldn-max-dose": ldn_max_dose,
-    "ldn-bedtime": ldn_bedtime,
-    "ldn-compounded": ldn_compounded,
-    "xr-standard-dose": xr_standard_dose,
-    "standard-dose": standard_dose,
-}

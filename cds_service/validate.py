@@ -16,8 +16,10 @@ from typing import Any, cast
 from jsonschema.exceptions import ValidationError
 
 from cds_service import contract
+from cds_service.cdshooks import Hook
 from cds_service.errors import BadRequest, HookMismatch, MalformedJson, SchemaViolation
-from cds_service.services import ServiceDefinition
+from cds_service.fhir import parse_reference
+from cds_service.knowledge.services import ServiceDefinition
 
 _REQUEST_SCHEMA = {"order-select": "OrderSelectRequest", "order-sign": "OrderSignRequest"}
 
@@ -31,7 +33,7 @@ class FhirAuthorization:
 
 @dataclass(frozen=True, slots=True)
 class HookRequest:
-    hook: str
+    hook: Hook
     hook_instance: str
     patient_id: str
     user_id: str
@@ -121,10 +123,8 @@ def parse_hook_request(service: ServiceDefinition, body: Any) -> HookRequest:
 
 def _bare_patient_id(value: str) -> str:
     """``Patient/123`` and ``https://ehr/fhir/Patient/123`` both mean ``123``."""
-    parts = value.rstrip("/").split("/")
-    if len(parts) >= 2 and parts[-2] == "Patient":
-        return parts[-1]
-    return value
+    parsed = parse_reference(value)
+    return parsed[1] if parsed is not None and parsed[0] == "Patient" else value
 
 
 def _select(entries: list[dict[str, Any]], selections: list[str]) -> tuple[Mapping[str, Any], ...]:
@@ -152,11 +152,8 @@ def _names(entry: Mapping[str, Any], selection: str) -> bool:
 
 def _check_subject(order: Mapping[str, Any], patient_id: str, index: int) -> None:
     """A draft order about someone else would have the wrong patient's record reviewed."""
-    reference = (order.get("subject") or {}).get("reference")
-    if not reference:
-        return
-    parts = reference.rstrip("/").split("/")
-    if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] != patient_id:
+    parsed = parse_reference(order.get("subject"))
+    if parsed is not None and parsed[0] == "Patient" and parsed[1] != patient_id:
         name = order.get("id", f"#{index}")
         raise BadRequest(
             f"the draft order {name!r} is for a different patient than context.patientId",

@@ -18,8 +18,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
-from tests import clinical as c  # noqa: E402
-from tests.builders import hook_request, naltrexone_order, sandbox_hook_bodies, searchset  # noqa: E402
+from fhir_fixtures import clinical as c  # noqa: E402
+from fhir_fixtures.requests import hook_request, naltrexone_order, sandbox_hook_bodies, searchset  # noqa: E402
 
 REFERENCE_DATE = c.TODAY.isoformat()
 EXAMPLES = ROOT / "_sources" / "hl7.fhir.r4.examples"

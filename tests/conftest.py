@@ -1,26 +1,19 @@
+"""Fixtures: an app per test, the real server, and the audit databases (SQLite and PostgreSQL)."""
+
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from cds_service import contract, create_app
+from cds_service import create_app
 from cds_service.settings import Settings
-from tests.databases import Backend, postgres_reachable
-from tests.live import LiveServer
-
-# Every clinical test runs "as of" this instant unless it says otherwise.
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-
-
-def open_settings(**overrides: Any) -> Settings:
-    """Settings for tests about something other than authentication: calls need no JWT."""
-    return Settings(allow_unauthenticated=True, **overrides)
+from tests.support import NOW, open_settings
+from tests.support.databases import Backend, postgres_reachable
+from tests.support.live import LiveServer
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -71,20 +64,3 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         server: Backend = request.getfixturevalue("postgres")
         return server
     return Backend("sqlite", tmp_path_factory.mktemp("sqlite"))
-
-
-def assert_valid(schema_name: str, instance: Any) -> None:
-    problems = [f"{contract.json_path(e)}: {e.message}" for e in contract.errors(schema_name, instance)]
-    assert not problems, problems
-
-
-def assert_operation_outcome(response: Any, status: int, *fragments: str) -> dict[str, Any]:
-    """An error response: the status, JSON content, an OperationOutcome naming what is wrong."""
-    assert response.status_code == status, response.text if hasattr(response, "text") else response.data
-    assert response.headers["Content-Type"].startswith("application/json")
-    body = response.json() if callable(response.json) else response.json
-    assert_valid("OperationOutcome", body)
-    message = body["issue"][0]["diagnostics"]
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in {message!r}"
-    return body

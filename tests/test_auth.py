@@ -28,24 +28,26 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from cds_service.api.errors import WWW_AUTHENTICATE
 from cds_service.auth import (
     DEMO_ISSUERS_FILE,
-    WWW_AUTHENTICATE,
     AuthenticationFailed,
+    AuthPolicy,
     FailureReason,
     InMemoryReplayGuard,
     IssuerConfigError,
-    JwksCachePolicy,
     ReplayGuard,
     TrustedIssuer,
     VerifiedClaims,
     Verifier,
-    audience_url,
-    authentication_enabled,
-    bearer_token,
-    load_trusted_issuers,
 )
+from cds_service.auth.issuers import load_trusted_issuers
+from cds_service.auth.keys import JwksCachePolicy
+from cds_service.auth.verify import audience_url, bearer_token
+from cds_service.settings import Settings, SettingsError
 from cds_service.store import Store, sqlite_url
+from fhir_fixtures.requests import sandbox_requests
+from tests.support.tokens import b64url, claims, forge, public_jwk, sign, write_jwks
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 SERVICE_URL = "https://cds.example.org/cds-services/naltrexone-order-select"
@@ -76,41 +78,8 @@ class Keys:
     attacker: ec.EllipticCurvePrivateKey  # nobody's
 
 
-def public_jwk(private_key: Any, kid: str) -> dict[str, Any]:
-    if isinstance(private_key, rsa.RSAPrivateKey):
-        jwk = jwt.algorithms.RSAAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
-    else:
-        jwk = jwt.algorithms.ECAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
-    return {**jwk, "kid": kid, "use": "sig"}
-
-
-def write_jwks(path: Path, *keys: tuple[Any, str]) -> Path:
-    path.write_text(json.dumps({"keys": [public_jwk(key, kid) for key, kid in keys]}))
-    return path
-
-
 def claims_for(iss: str = ISS_A, aud: Any = SERVICE_URL, at: datetime = NOW, **extra: Any) -> dict[str, Any]:
-    issued = int(at.timestamp())
-    claims = {"iss": iss, "aud": aud, "iat": issued, "exp": issued + 300, "jti": str(uuid.uuid4())}
-    claims.update(extra)
-    return {name: value for name, value in claims.items() if value is not None}  # None drops a claim
-
-
-def sign(
-    key: Any, claims: dict[str, Any], *, alg: str = "ES384", kid: str | None = "a-ec", **header: Any
-) -> str:
-    headers = {"kid": kid, **header} if kid is not None else header
-    return jwt.encode(claims, key, algorithm=alg, headers=headers)
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def forge(header: dict[str, Any], claims: dict[str, Any], signature: Callable[[bytes], bytes]) -> str:
-    """A token built by hand, for the algorithms PyJWT rightly refuses to produce."""
-    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
-    return f"{signing_input}.{b64url(signature(signing_input.encode()))}"
+    return claims(iss, aud, at, **extra)
 
 
 @pytest.fixture(scope="module")
@@ -406,8 +375,7 @@ def test_a_token_without_typ_and_with_a_tenant_is_accepted(keys: Keys, verifier:
 
 
 def test_captured_sandbox_calls_carry_an_es384_bearer_token_on_every_call() -> None:
-    lines = (REPOSITORY / "tests" / "data" / "sandbox-requests.jsonl").read_text().splitlines()
-    calls = [json.loads(line) for line in lines if json.loads(line)["method"] != "OPTIONS"]
+    calls = [call for call in sandbox_requests() if call["method"] != "OPTIONS"]
     assert {call["path"].rsplit("/", 1)[-1] for call in calls} >= {"cds-services", "feedback"}
     for call in calls:
         header_start = call["auth"].removeprefix("Bearer ")[:16]  # the capture keeps only a prefix
@@ -668,23 +636,20 @@ def test_an_issuer_file_may_be_json(keys: Keys, tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("issuers_file", "allow_unauthenticated", "expected"),
-    [
-        (Path("issuers.yaml"), False, True),
-        (None, True, False),
-        (None, False, None),
-        (Path("i.yaml"), True, None),
-    ],
-)
-def test_authentication_is_on_unless_explicitly_turned_off(
-    issuers_file: Path | None, allow_unauthenticated: bool, expected: bool | None
-) -> None:
-    if expected is None:
-        with pytest.raises(IssuerConfigError):
-            authentication_enabled(issuers_file, allow_unauthenticated=allow_unauthenticated)
-    else:
-        assert authentication_enabled(issuers_file, allow_unauthenticated=allow_unauthenticated) is expected
+def test_authentication_is_decided_once_from_the_settings(keys: Keys, tmp_path: Path) -> None:
+    """On by default (the demo issuers), off only when said, and never both off and configured."""
+    default = AuthPolicy.from_settings(Settings())
+    assert default.required and default.issuers_file == DEMO_ISSUERS_FILE and default.demo_issuers
+    assert not AuthPolicy.from_settings(Settings(allow_unauthenticated=True)).required
+    write_jwks(tmp_path / "a.json", (keys.a, "a-ec"))
+    issuers = tmp_path / "issuers.json"
+    issuers.write_text(json.dumps({"issuers": [{"iss": ISS_A, "jwks_file": "a.json"}]}))
+    hospital = AuthPolicy.from_settings(
+        Settings(trusted_issuers_file=issuers, public_base_url="https://cds.h.org")
+    )
+    assert hospital.required and [i.iss for i in hospital.issuers] == [ISS_A] and not hospital.demo_issuers
+    with pytest.raises(SettingsError, match="choose one"):
+        Settings(trusted_issuers_file=issuers, public_base_url="https://h.org", allow_unauthenticated=True)
 
 
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer   ", "Basic dXNlcjpwdw==", "eyJhbGciOi.x.y"])

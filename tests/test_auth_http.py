@@ -20,15 +20,16 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from cds_service.auth import WWW_AUTHENTICATE
+from cds_service.api.errors import WWW_AUTHENTICATE
 from cds_service.demo_client import demo_token
-from tests.builders import service_path
-from tests.conftest import assert_operation_outcome
-from tests.databases import Backend, raw_text
-from tests.fhir_peer import FhirTestServer
-from tests.live import LiveServer, clean_environ, free_port, terminate_group
-from tests.test_auth import claims_for, public_jwk, sign
-from tests.test_feedback import accepted, scenario
+from fhir_fixtures import as_of_today as scenario
+from fhir_fixtures.requests import service_path
+from tests.support import assert_operation_outcome
+from tests.support.databases import Backend, raw_text
+from tests.support.feedback import accepted
+from tests.support.fhir_peer import FhirTestServer
+from tests.support.live import LiveServer, clean_environ, free_port, terminate_group
+from tests.support.tokens import claims, public_jwk, sign
 
 pytestmark = pytest.mark.live
 
@@ -50,11 +51,11 @@ class Hospital:
     fhir: FhirTestServer
     fhir_token: str
 
-    def token(self, path: str, *, alg: str = "ES384", base: str = PUBLIC_BASE, **claims: Any) -> str:
+    def token(self, path: str, *, alg: str = "ES384", base: str = PUBLIC_BASE, **extra: Any) -> str:
         if alg == "RS384":
-            body = claims_for(EPIC_ISS, aud=base + path, at=datetime.now(UTC), **{"tenant": TENANT, **claims})
+            body = claims(EPIC_ISS, aud=base + path, at=datetime.now(UTC), **{"tenant": TENANT, **extra})
             return sign(self.rsa_key, body, alg="RS384", kid="epic-rsa")
-        return sign(self.ec_key, claims_for(HOSPITAL_ISS, aud=base + path, at=datetime.now(UTC), **claims))
+        return sign(self.ec_key, claims(HOSPITAL_ISS, aud=base + path, at=datetime.now(UTC), **extra))
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 from flask import Flask
 
-from tests import clinical as c
-from tests.builders import assert_no_empty_values, naltrexone_order, sandbox_hook_bodies, service_path
-from tests.conftest import assert_valid
-from tests.test_rules import CASES, READY
+from fhir_fixtures import clinical as c
+from fhir_fixtures.requests import naltrexone_order, sandbox_hook_bodies, service_path
+from tests.support import assert_no_empty_values, assert_valid
+from tests.support.rule_cases import CASES, READY
 
 REFERENCE = re.compile(
     r"\b(MedicationRequest|MedicationDispense|MedicationStatement|MedicationAdministration|"

@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from cds_service.cli import main
-from tests.conftest import assert_valid
+from tests.support import assert_valid
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fhir_fixtures"
 

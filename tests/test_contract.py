@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from cds_service import contract
-from tests.test_robustness import WRONG_VALUES, paths, replaced
+from tests.support.mutations import WRONG_VALUES, paths, replaced
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fhir_fixtures"
 SCHEMA_FOR_HOOK = {"order-select": "OrderSelectRequest", "order-sign": "OrderSignRequest"}

@@ -6,8 +6,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from cds_service import create_app
-from tests.builders import hook_request, service_path
-from tests.conftest import open_settings
+from fhir_fixtures.requests import hook_request, service_path
+from tests.support import open_settings
 
 SANDBOX = "http://127.0.0.1:8080"
 

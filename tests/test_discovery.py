@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
-from tests.builders import PREFETCH_KEYS, assert_no_empty_values
-from tests.conftest import assert_valid
+from fhir_fixtures.requests import PREFETCH_KEYS
+from tests.support import assert_no_empty_values, assert_valid
 
 
 def test_discovery_lists_the_two_services_of_the_contract(client: FlaskClient) -> None:

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.engine import Match, RuleEngine
-from cds_service.facts import FACT_NAMES
-from cds_service.knowledge import Knowledge, load_knowledge
-from cds_service.resources import default_rules_dir
+from cds_service.facts import vocabulary
+from cds_service.knowledge import Knowledge
+from cds_service.pipeline import default_knowledge
 
-KNOWLEDGE: Knowledge = load_knowledge(default_rules_dir())
+KNOWLEDGE: Knowledge = default_knowledge()
 
-BASE: dict[str, Any] = {name: False for name in FACT_NAMES} | {
+BASE: dict[str, Any] = {name: False for name in vocabulary().facts} | {
     "kind": "naltrexone-oral",
     "regimen": "50-mg-daily",
     "naltrexone_start": True,

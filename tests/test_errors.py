@@ -10,8 +10,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from cds_service import create_app
-from tests.builders import hook_request, naltrexone_order, service_path
-from tests.conftest import assert_operation_outcome, open_settings
+from fhir_fixtures.requests import hook_request, naltrexone_order, service_path
+from tests.support import assert_operation_outcome, open_settings
 
 SELECT = service_path("order-select")
 

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from cds_service.facts.conditions import allergies_to, current_diagnoses
-from cds_service.facts.fhir import parse_day
 from cds_service.facts.medications import (
     ProductClass,
     classify,
@@ -24,11 +23,11 @@ from cds_service.facts.observations import (
     naloxone_challenges,
     read_result,
 )
-from cds_service.knowledge import load_knowledge
-from cds_service.resources import default_rules_dir
-from tests import clinical as c
+from cds_service.fhir import parse_day
+from cds_service.pipeline import default_knowledge
+from fhir_fixtures import clinical as c
 
-KNOWLEDGE = load_knowledge(default_rules_dir())
+KNOWLEDGE = default_knowledge()
 TERMS = KNOWLEDGE.terminology
 POLICY = KNOWLEDGE.policy
 TODAY = c.TODAY

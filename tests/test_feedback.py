@@ -10,7 +10,6 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,59 +17,18 @@ import httpx
 import pytest
 
 from cds_service.store import Store
-from tests.conftest import assert_operation_outcome, assert_valid
-from tests.databases import Backend, dump, raw_text
-from tests.live import LiveServer, clean_environ
-from tests.test_fixtures import load, shifted
+from fhir_fixtures import as_of_today as scenario
+from tests.support import assert_operation_outcome, assert_valid
+from tests.support.databases import Backend, dump, raw_text
+from tests.support.feedback import SANDBOX_REASON_SYSTEM, accepted, overridden
+from tests.support.live import LiveServer, clean_environ
 
 pytestmark = pytest.mark.live
 
 SECRET = "feedback-test-secret-0123456789"
 SELECT = "naltrexone-order-select"
 SIGN = "naltrexone-order-sign"
-SANDBOX_REASON_SYSTEM = "http://example.org/reasons"  # what the sandbox sent in the captured requests
 FORK = multiprocessing.get_context("fork")
-
-
-def scenario(name: str, *, patient_id: str | None = None, user_id: str | None = None) -> dict[str, Any]:
-    """A fixture request as of today, optionally for other patient and user ids."""
-    request, expected = load(name)
-    reference = date.fromisoformat(expected["reference_date"])
-    body: dict[str, Any] = shifted(request, (datetime.now(UTC).date() - reference).days)
-    text = json.dumps(body)
-    if patient_id:
-        text = text.replace(body["context"]["patientId"], patient_id)
-    if user_id:
-        text = text.replace(body["context"]["userId"], user_id)
-    renamed: dict[str, Any] = json.loads(text)
-    renamed["hookInstance"] = str(uuid.uuid4())
-    return renamed
-
-
-def stamp() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def accepted(card: dict[str, Any]) -> dict[str, Any]:
-    """Feedback shaped exactly like the CDS Hooks sandbox's (captured requests)."""
-    return {
-        "card": card["uuid"],
-        "outcome": "accepted",
-        "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}],
-        "outcomeTimestamp": stamp(),
-    }
-
-
-def overridden(card: dict[str, Any], code: str, comment: str | None = None) -> dict[str, Any]:
-    reason: dict[str, Any] = {"reason": {"code": code, "system": SANDBOX_REASON_SYSTEM}}
-    if comment:
-        reason["userComment"] = comment
-    return {
-        "card": card["uuid"],
-        "outcome": "overridden",
-        "overrideReason": reason,
-        "outcomeTimestamp": stamp(),
-    }
 
 
 class AuditedServer:

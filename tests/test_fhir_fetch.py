@@ -1,7 +1,7 @@
 """Fetching what prefetch lacks from the EHR's FHIR server, over real HTTP.
 
-The EHR is played by a real FHIR server (Medplum's router, tests/fhir_server) and by a deliberately bad
-one (tests/fault_fhir.py): slow, 500, 401/403, garbage. Nothing here is mocked.
+The EHR is played by a real FHIR server (Medplum's router, tests/support/fhir_server) and by a
+deliberately bad one (tests/support/fault_fhir.py): slow, 500, 401/403, garbage. Nothing here is mocked.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from flask import Flask
 from cds_service import create_app
 from cds_service.resources import default_rules_dir
 from cds_service.urls import within
-from tests import clinical as c
-from tests.builders import PREFETCH_KEYS, service_path
-from tests.conftest import NOW, assert_valid, open_settings
-from tests.fault_fhir import FaultServer
-from tests.fhir_peer import FhirTestServer
-from tests.live import LiveServer
-from tests.test_feedback import scenario as fixture_request
+from fhir_fixtures import as_of_today as fixture_request
+from fhir_fixtures import clinical as c
+from fhir_fixtures.requests import PREFETCH_KEYS, service_path
+from tests.support import NOW, assert_valid, open_settings
+from tests.support.fault_fhir import FaultServer
+from tests.support.fhir_peer import FhirTestServer
+from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.live
 

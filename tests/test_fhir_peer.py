@@ -1,4 +1,5 @@
-"""The FHIR test server (tests/fhir_server, Medplum's router in Node) answers the service's queries correctly.
+"""The FHIR test server (tests/support/fhir_server, Medplum's router in Node) answers the service's
+queries correctly.
 
 Other tests use it as the EHR's ``fhirServer``; these prove that what it returns can be trusted: every
 prefetch template in rules/services.yaml finds exactly one patient's resources, paging links work, and
@@ -14,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from cds_service.knowledge.services import PrefetchTemplate, load_services
 from cds_service.resources import default_rules_dir
-from cds_service.services import PrefetchTemplate, load_services
-from tests.fhir_peer import FhirTestServer
+from tests.support.fhir_peer import FhirTestServer
 
 # Node is part of every development and CI machine: a missing node is a failure, not a skip.
 pytestmark = pytest.mark.live

@@ -12,9 +12,8 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
 from cds_service.evaluate import evaluate
-from tests.builders import assert_no_empty_values
-from tests.conftest import assert_valid, open_settings
-from tests.live import LiveServer
+from tests.support import assert_no_empty_values, assert_valid, open_settings
+from tests.support.live import LiveServer
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fhir_fixtures"
 SCENARIOS = sorted(p.parent.name for p in FIXTURES.glob("*/expected.json"))
@@ -97,7 +96,7 @@ def _matches(action: dict[str, Any], wanted: dict[str, Any], reference: date) ->
 
 def test_there_are_enough_scenarios_covering_every_rule_both_ways() -> None:
     assert len(SCENARIOS) >= 40
-    from tests.test_rule_files import CONTRACT
+    from tests.support.rule_contract import CONTRACT
 
     fired: set[str] = set()
     held_back: set[str] = set()

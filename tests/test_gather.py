@@ -9,12 +9,12 @@ import pytest
 from flask.testing import FlaskClient
 
 from cds_service.errors import PreconditionFailed
-from cds_service.gather import Availability, FetchResult, PatientRecord, gather
+from cds_service.gather import Availability, FetchResult, KeyOutcome, PatientRecord, gather
+from cds_service.knowledge.services import PrefetchTemplate, ServiceDefinition, load_services
 from cds_service.resources import default_rules_dir
-from cds_service.services import PrefetchTemplate, ServiceDefinition, load_services
 from cds_service.validate import HookRequest, parse_hook_request
-from tests.builders import PREFETCH_KEYS, hook_request, searchset, service_path
-from tests.conftest import assert_operation_outcome
+from fhir_fixtures.requests import PREFETCH_KEYS, hook_request, searchset, service_path
+from tests.support import assert_operation_outcome
 
 SERVICE = load_services(default_rules_dir())["naltrexone-order-select"]
 OUTCOME = {
@@ -124,7 +124,7 @@ def test_the_optional_patient_key_may_be_absent() -> None:
     body = hook_request()
     del body["prefetch"]["patient"]
     record = record_for(body)
-    assert record.sources["patient"] == "not provided (optional)"
+    assert record.keys["patient"] is KeyOutcome.NOT_PROVIDED
 
 
 def test_a_draft_without_a_medication_needs_no_data(client: FlaskClient) -> None:
@@ -175,7 +175,7 @@ def test_absent_keys_go_to_the_fetcher_when_there_is_a_fhir_server() -> None:
     assert fetcher.asked == ["medicationRequests", "allergies"]
     assert record.of_type("MedicationRequest") == (OPIOID_RX,)
     assert record.availability("medications") is Availability.PRESENT
-    assert record.sources["medicationRequests"] == "fhirServer"
+    assert record.keys["medicationRequests"] is KeyOutcome.FETCHED
     assert record.availability("allergies") is Availability.UNAVAILABLE
     assert "HTTP 503" in record.domains["allergies"].problems[0]
 

@@ -23,7 +23,7 @@ from schemathesis.checks import positive_data_acceptance
 
 from cds_service.demo_client import demo_token
 from cds_service.resources import openapi_path
-from tests.live import LiveServer
+from tests.support.live import LiveServer
 
 schema = schemathesis.openapi.from_path(openapi_path())
 

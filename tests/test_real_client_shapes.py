@@ -8,17 +8,16 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from cds_service.knowledge.services import load_services
 from cds_service.resources import default_rules_dir
-from cds_service.services import load_services
 from cds_service.validate import parse_hook_request
-from tests.builders import (
-    assert_no_empty_values,
+from fhir_fixtures.requests import (
     hook_request,
     naltrexone_order,
     sandbox_hook_bodies,
     service_path,
 )
-from tests.conftest import assert_valid
+from tests.support import assert_no_empty_values, assert_valid
 
 SERVICES = load_services(default_rules_dir())
 

@@ -7,21 +7,15 @@ failed call, and with it every card, critical ones included.
 
 from __future__ import annotations
 
-import copy
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
 
-from tests import clinical as c
-from tests.builders import service_path
-
-WRONG_VALUES: list[Any] = [
-    None, 0, -1, 1e308, "30", "x", "9999-12-31", "20261119", "", [], {}, ["x"], [1], [None], True,
-    {"value": "x"}, [{"coding": 5}],
-]  # fmt: skip
+from fhir_fixtures import clinical as c
+from fhir_fixtures.requests import service_path
+from tests.support.mutations import WRONG_VALUES, paths, replaced
 
 
 def rich_request() -> dict[str, Any]:
@@ -90,25 +84,6 @@ def rich_request() -> dict[str, Any]:
         ),
         order=c.ldn_order(3),
     )
-
-
-def paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    yield prefix
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from paths(item, (*prefix, index))
-
-
-def replaced(body: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
-    mutated = copy.deepcopy(body)
-    target: Any = mutated
-    for step in path[:-1]:
-        target = target[step]
-    target[path[-1]] = value
-    return mutated
 
 
 BODY = rich_request()

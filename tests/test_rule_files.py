@@ -9,45 +9,15 @@ import pytest
 import yaml
 
 from cds_service import create_app
-from cds_service.policy import PolicyError, load_policy
+from cds_service.knowledge.policy import PolicyError, load_policy
+from cds_service.knowledge.rulebook import RuleBookError
+from cds_service.knowledge.terminology import TerminologyError, ValueSetLibrary
 from cds_service.resources import default_rules_dir
-from cds_service.rulebook import RuleBookError
-from cds_service.terminology import TerminologyError, ValueSetLibrary
-from tests import clinical as c
-from tests.conftest import NOW, open_settings
+from fhir_fixtures import clinical as c
+from tests.support import NOW, open_settings
+from tests.support.rule_contract import CONTRACT
 
 RULES = default_rules_dir()
-
-# The public contract (../shared/design/architecture.md): rule id -> indicators it may carry.
-CONTRACT = {
-    "opioid-active": {"critical"},
-    "opioid-recent": {"critical", "warning"},
-    "opioid-history-unverified": {"warning"},
-    "opioid-withdrawal": {"critical"},
-    # issue 11: a newer negative screen of the same analytes, the wait met, is a warning
-    "uds-positive": {"critical", "warning"},
-    "uds-needed": {"warning"},
-    "naloxone-challenge-failed": {"critical"},
-    "naloxone-challenge-needed": {"info"},
-    "hepatic-contraindication": {"critical", "warning"},
-    # issue 11: compensated cirrhosis is at least hepatic-impairment, as information
-    "hepatic-impairment": {"warning", "info"},
-    "lft-elevated": {"warning", "critical"},
-    "lft-needed": {"info"},
-    # issue 11: a non-immune intolerance (nausea, low criticality) is a warning
-    "hypersensitivity": {"critical", "warning"},
-    "pregnancy": {"warning"},
-    "test-dose": {"warning"},
-    "xr-dose": {"warning"},
-    "naloxone-rescue": {"info"},
-    "dose-unrecognized": {"warning"},
-    "ldn-titration": {"info", "warning"},
-    "ldn-max-dose": {"warning"},
-    "ldn-bedtime": {"info"},
-    "ldn-formulation": {"warning"},
-    "opioid-blockade": {"warning"},
-    "opioid-interaction": {"info"},
-}
 
 
 def test_every_contract_rule_exists_with_its_indicators() -> None:
@@ -173,13 +143,12 @@ def test_value_sets_keep_naltrexone_and_opioids_apart() -> None:
 
 
 def test_the_rules_readme_documents_every_fact_and_placeholder() -> None:
-    from cds_service.cards import TEMPLATE_NAMES
-    from cds_service.facts import FACT_NAMES
+    from cds_service.facts import vocabulary
 
     readme = (RULES / "README.md").read_text()
-    for name in sorted(FACT_NAMES - {"id"}):
+    for name in sorted(vocabulary().facts):
         assert f"`{name}`" in readme, f"fact {name} is not documented in rules/README.md"
-    for name in sorted(TEMPLATE_NAMES):
+    for name in sorted(vocabulary().placeholders):
         assert f"`{{{name}}}`" in readme, f"placeholder {{{name}}} is not documented in rules/README.md"
     data = yaml.safe_load((RULES / "rules.yaml").read_text())
     for rule in data["rules"]:

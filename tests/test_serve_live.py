@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.builders import assert_no_empty_values, hook_request, sandbox_hook_bodies, service_path
-from tests.conftest import assert_operation_outcome, assert_valid
-from tests.live import LiveServer
+from fhir_fixtures.requests import hook_request, sandbox_hook_bodies, service_path
+from tests.support import assert_no_empty_values, assert_operation_outcome, assert_valid
+from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.live
 

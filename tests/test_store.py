@@ -39,7 +39,7 @@ from cds_service.store import (
     sqlite_url,
 )
 from cds_service.store.models import Base
-from tests.databases import PG_ADMIN_URL, Backend, dump, libpq_url, raw_text
+from tests.support.databases import PG_ADMIN_URL, Backend, dump, libpq_url, raw_text
 
 SECRET = "test-secret-0123456789abcdef"
 SERVICE = "naltrexone-order-select"

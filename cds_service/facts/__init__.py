@@ -1,184 +1,136 @@
-"""Stage 3: FHIR data -> clinical facts. Pure functions; "today" is an argument, never read here.
+"""Stage 3: FHIR data -> clinical facts. Pure functions; "today" is an input, never read here.
 
-``derive`` returns one ``PatientFacts`` (what the record says about the patient, with the FHIR
-references behind each statement) and one ``OrderFacts`` per reviewed order; ``engine_fact`` flattens
-the two into the booleans and numbers the rules are written against (see ``rules/README.md``).
+The facts come from the domain modules of this package (``opioid_exposure``, ``screens``, ``liver``...):
+each declares, in one place, the facts it derives, the rule facts, card placeholders and evidence lines it
+offers, and the value sets it reads (``domain.py``). This module finds every domain by itself, so the
+vocabulary the rule book is checked against (``vocabulary()``) is derived, never kept by hand, and a new
+domain is one new module.
+
+``derive`` turns one request's inputs into ``ClinicalFacts``: the reviewed orders, and for each the flat
+fact the rules match (``engine_facts``); a card's placeholders and evidence lines are read from the same
+derived facts when the card is written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date, timedelta
+import functools
+import importlib
+import pkgutil
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from cds_service.facts.fhir import Resource
-from cds_service.facts.medications import exposures
-from cds_service.facts.orders import ClassifiedOrder, LdnPlan, OrderFacts, classify_orders, order_facts
-from cds_service.facts.patient import PatientFacts, patient_facts
-from cds_service.gather import PatientRecord
-from cds_service.policy import Policy
-from cds_service.terminology import Terminology
+from cds_service.facts.domain import DeclarationError, Declared, Derivation, Domain, EngineValue, Inputs
+from cds_service.facts.orders import ORDERS, OrderFacts
+from cds_service.knowledge.policy import Policy
 
-__all__ = [
-    "FACT_NAMES",
-    "ClassifiedOrder",
-    "ClinicalFacts",
-    "LdnPlan",
-    "OrderFacts",
-    "PatientFacts",
-    "classify_orders",
-    "derive",
-    "engine_fact",
-    "medication_index",
-]
+__all__ = ["ClinicalFacts", "Inputs", "Vocabulary", "derive", "domains", "vocabulary"]
 
-HISTORY_TYPES = ("MedicationRequest", "MedicationDispense", "MedicationStatement", "MedicationAdministration")
+_LIBRARY_MODULES = frozenset({"domain", "medications", "result_text", "wording"})
+
+
+@functools.cache
+def domains() -> tuple[Domain[Any], ...]:
+    """Every ``Domain`` declared by a module of this package, in module order."""
+    found: list[Domain[Any]] = []
+    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if module_info.name in _LIBRARY_MODULES:
+            continue
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        # a module also sees the domains it imports: each is counted once
+        found += [
+            v for v in vars(module).values() if isinstance(v, Domain) and all(v is not f for f in found)
+        ]
+    _check_unique(found)
+    return tuple(found)
+
+
+def _check_unique(found: list[Domain[Any]]) -> None:
+    for kind in ("facts", "placeholders", "evidence_lines"):
+        owner: dict[str, str] = {}
+        for domain in found:
+            for name in getattr(domain, kind):
+                if name in owner:
+                    raise DeclarationError(f"{kind} {name!r} is declared by {owner[name]} and {domain.name}")
+                owner[name] = domain.name
 
 
 @dataclass(frozen=True)
+class Vocabulary:
+    """Every name the rule book may use, with its meaning and owning domain: derived from the domains."""
+
+    facts: Mapping[str, Declared]
+    placeholders: Mapping[str, Declared]
+    evidence: Mapping[str, Declared]
+    valuesets: frozenset[str]
+    owners: Mapping[str, Domain[Any]]
+    """Fact, placeholder or evidence name -> the domain that declares it."""
+
+
+@functools.cache
+def vocabulary() -> Vocabulary:
+    facts: dict[str, Declared] = {}
+    placeholders: dict[str, Declared] = {}
+    evidence: dict[str, Declared] = {}
+    owners: dict[str, Domain[Any]] = {}
+    valuesets: set[str] = set()
+    for domain in domains():
+        facts.update(domain.facts)
+        placeholders.update(domain.placeholders)
+        evidence.update(domain.evidence_lines)
+        for name in (*domain.facts, *domain.placeholders, *domain.evidence_lines):
+            owners[name] = domain
+        valuesets.update(domain.valuesets)
+    return Vocabulary(facts, placeholders, evidence, frozenset(valuesets), owners)
+
+
 class ClinicalFacts:
-    patient: PatientFacts
-    orders: tuple[OrderFacts, ...] = field(default=())
+    """One request's facts: the reviewed orders, and what each rule, card text and evidence list asks."""
+
+    def __init__(self, derivation: Derivation) -> None:
+        self._derivation = derivation
+        self.orders: tuple[OrderFacts, ...] = derivation.of(ORDERS).reviewed
+        self._vocabulary = vocabulary()
+        self.engine_facts: tuple[dict[str, EngineValue], ...] = tuple(map(self._engine_fact, self.orders))
+        """One flat fact per reviewed order, what the rules match (every domain is derived for it)."""
+
+    @property
+    def inputs(self) -> Inputs:
+        return self._derivation.inputs
+
+    @property
+    def policy(self) -> Policy:
+        return self._derivation.inputs.policy
+
+    def of(self, domain: Domain[Any]) -> Any:
+        return self._derivation.of(domain)
+
+    def _engine_fact(self, order: OrderFacts) -> dict[str, EngineValue]:
+        """The flat fact the rules match for ``order`` (rules/README.md lists the names).
+
+        durable-rules treats a missing property as "no match" but a null as present: a fact whose value
+        is ``None`` is left out."""
+        fact: dict[str, EngineValue] = {"id": order.key}
+        for name, declared in self._vocabulary.facts.items():
+            value = declared.function(self._derivation.of(self._vocabulary.owners[name]), order)
+            if value is not None:
+                fact[name] = value
+        return fact
+
+    def placeholder(self, name: str, order: OrderFacts) -> str:
+        declared = self._vocabulary.placeholders[name]
+        facts = self._derivation.of(self._vocabulary.owners[name])
+        text: str = declared.function(facts, order, self.policy)
+        return text
+
+    def evidence(self, name: str, order: OrderFacts) -> list[str]:
+        declared = self._vocabulary.evidence[name]
+        lines: list[str] = declared.function(
+            self._derivation.of(self._vocabulary.owners[name]), order, self.policy
+        )
+        return lines
 
 
-def medication_index(
-    medications: Iterable[Resource], full_urls: Mapping[str, Resource] | None = None
-) -> dict[str, Resource]:
-    """Medications by id, and by fullUrl for those carried in the draft orders' Bundle."""
-    index: dict[str, Resource] = {m["id"]: m for m in medications if isinstance(m.get("id"), str)}
-    for full_url, resource in (full_urls or {}).items():
-        if resource.get("resourceType") == "Medication":
-            index[full_url] = resource
-    return index
-
-
-def derive(
-    reviewed: Sequence[ClassifiedOrder],
-    drafts: Sequence[ClassifiedOrder],
-    draft_resources: Sequence[Resource],
-    record: PatientRecord,
-    medications: Mapping[str, Resource],
-    terminology: Terminology,
-    policy: Policy,
-    today: date,
-) -> ClinicalFacts:
-    # Draft orders are not history, even when the EHR also returns them in a prefetch search.
-    draft_ids = {(r.get("resourceType"), r["id"]) for r in draft_resources if isinstance(r.get("id"), str)}
-    history_resources = [
-        r
-        for t in HISTORY_TYPES
-        for r in record.of_type(t)
-        if not (isinstance(r.get("id"), str) and (t, r["id"]) in draft_ids)
-    ]
-    history = exposures(history_resources, medications, terminology, policy, today)
-    patient = patient_facts(history, drafts, record, terminology, policy, today)
-    orders = tuple(order_facts(index, order, history, policy, today) for index, order in enumerate(reviewed))
-    return ClinicalFacts(patient=patient, orders=orders)
-
-
-FACT_NAMES = frozenset(
-    {
-        "id", "kind", "naltrexone_start", "standard_or_injectable", "regimen", "opioid_active",
-        "opioid_in_draft_orders", "opioid_within_washout", "opioid_exposure_recent",
-        "opioid_history_unavailable",
-        "clinical_data_unavailable", "opioid_use_disorder", "alcohol_use_disorder", "opioid_withdrawal",
-        "uds_positive_recent", "challenge_passed_after_uds", "uds_recent", "challenge_failed_recent",
-        "challenge_recent", "hepatic_contraindication", "decompensated_cirrhosis", "lft_recent",
-        "naltrexone_allergy", "pregnant", "naltrexone_recent", "antidiarrheal_opioid_active",
-        "naloxone_rescue_recent", "naltrexone_blockade", "dose_known", "bedtime", "extended_release",
-        "split_commercial_tablet", "ldn_on_plan", "dose_mg", "lft_max_uln_multiple", "bilirubin_uln_multiple",
-        "uds_positive_cleared", "result_unreadable", "naltrexone_intolerance_only", "naloxone_allergy",
-        "naloxone_allergy_severe", "cirrhosis", "opioid_recent_long_acting", "opioid_recent_single_dose",
-    }
-)  # fmt: skip
-"""Every name ``engine_fact`` can emit; rules may use no other (rulebook.py checks)."""
-
-
-def engine_fact(order: OrderFacts, patient: PatientFacts, policy: Policy) -> dict[str, Any]:
-    """The flat fact the rules match: names and meanings are listed in rules/README.md."""
-    plan = order.ldn_plan
-    dose = order.dosing.dose_mg
-    fact: dict[str, Any] = {
-        "id": order.key,
-        "kind": order.kind,
-        "naltrexone_start": order.is_naltrexone_start,
-        "standard_or_injectable": order.kind in ("naltrexone-oral", "naltrexone-xr"),
-        "regimen": order.regimen,
-        "opioid_active": bool(patient.current_opioids),
-        "opioid_in_draft_orders": bool(patient.draft_opioids) and order.kind != "opioid",
-        "opioid_within_washout": bool(patient.recent_opioids),
-        "opioid_recent_long_acting": any(e.product.long_acting for e in patient.recent_opioids),
-        "opioid_recent_single_dose": _single_dose_in_care(patient),
-        "opioid_exposure_recent": bool(patient.opioids_within_lookback),
-        "opioid_history_unavailable": "medications" in patient.unavailable
-        or bool(patient.unidentified_medications),
-        "clinical_data_unavailable": bool(
-            set(patient.unavailable) & {"conditions", "allergies", "observations"}
-        ),
-        "opioid_use_disorder": bool(patient.oud),
-        "alcohol_use_disorder": bool(patient.aud),
-        "opioid_withdrawal": bool(patient.withdrawal),
-        "uds_positive_recent": patient.uds_positive is not None,
-        "uds_positive_cleared": bool(patient.uds_cleared_by),
-        "challenge_passed_after_uds": patient.challenge_after_uds is not None,
-        "uds_recent": patient.uds_recent is not None,
-        "challenge_failed_recent": patient.challenge_latest is not None
-        and patient.challenge_latest.result == "positive",
-        # an unreadable challenge is a challenge done: the result-unreadable card asks for its result
-        "challenge_recent": patient.challenge_latest is not None or _unreadable(patient, "challenge"),
-        "result_unreadable": bool(patient.unreadable_results),
-        "hepatic_contraindication": bool(patient.hepatic),
-        "decompensated_cirrhosis": bool(patient.decompensated_cirrhosis),
-        "cirrhosis": bool(patient.cirrhosis or patient.decompensated_cirrhosis),
-        "lft_recent": patient.alt is not None or patient.ast is not None or _unreadable(patient, "liver"),
-        "naltrexone_allergy": bool(patient.allergies),
-        "naltrexone_intolerance_only": bool(patient.allergies)
-        and all(a.intolerance_only for a in patient.allergies),
-        "naloxone_allergy": bool(patient.naloxone_allergies),
-        "naloxone_allergy_severe": any(
-            a.severe or a.criticality == "high" for a in patient.naloxone_allergies
-        ),
-        "pregnant": bool(patient.pregnancy),
-        "naltrexone_recent": _recent_naltrexone(patient, policy),
-        "antidiarrheal_opioid_active": bool(patient.antidiarrheals_current),
-        "naloxone_rescue_recent": bool(patient.naloxone_rescue),
-        "naltrexone_blockade": bool(order.naltrexone_blockade),
-        "dose_known": dose is not None,
-        "bedtime": order.dosing.bedtime,
-        "extended_release": order.product.extended_release,
-        "split_commercial_tablet": order.kind == "naltrexone-low-dose" and order.product.commercial_tablet,
-        "ldn_on_plan": plan is None or (dose is not None and dose <= plan.planned_dose_mg),
-    }
-    optional = {
-        "dose_mg": dose,
-        "lft_max_uln_multiple": patient.lft_max_multiple,
-        "bilirubin_uln_multiple": patient.bilirubin.uln_multiple if patient.bilirubin else None,
-    }
-    # durable-rules treats a missing property as "no match" but a null as present: drop the Nones.
-    fact.update({k: round(v, 3) for k, v in optional.items() if v is not None})
-    return fact
-
-
-def _single_dose_in_care(patient: PatientFacts) -> bool:
-    """The only opioid exposure in the look-back is one dose given in care (not a depot, not methadone or
-    buprenorphine), and the patient has no opioid use disorder: dependence is not possible."""
-    recent = patient.recent_opioids
-    return (
-        len(recent) == 1
-        and not patient.oud
-        and not patient.current_opioids
-        and len(patient.opioids_within_lookback) == 1
-        and recent[0].kind == "administration"
-        and not recent[0].product.depot
-        and not recent[0].product.long_acting
-    )
-
-
-def _unreadable(patient: PatientFacts, test: str) -> bool:
-    return any(f.test == test for f in patient.unreadable_results)
-
-
-def _recent_naltrexone(patient: PatientFacts, policy: Policy) -> bool:
-    since = patient.today - timedelta(days=policy.prior_naltrexone_days)
-    return any(e.current or (e.end is not None and e.end >= since) for e in patient.naltrexone_history)
+def derive(inputs: Inputs) -> ClinicalFacts:
+    """The request's facts: every domain derived once."""
+    return ClinicalFacts(Derivation(inputs))

@@ -16,8 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
-from cds_service.facts.fhir import Resource, as_dict, as_list, first_day, reference_of
-from cds_service.terminology import ICD10CM, SNOMED, Code, Terminology, codings, concept_texts
+from cds_service.facts.domain import Derivation, Domain
+from cds_service.fhir import Resource, as_dict, as_list, first_day, reference_of
+from cds_service.knowledge.terminology import ICD10CM, SNOMED, Code, Terminology, codings, concept_texts
 
 _INACTIVE = frozenset({"inactive", "remission", "resolved"})
 _STANDARD_SYSTEMS = frozenset({ICD10CM, SNOMED})
@@ -205,3 +206,11 @@ def allergies_to(
             )
         )
     return found
+
+
+def _index(derivation: Derivation) -> Problems:
+    return Problems(derivation.inputs.record.of_type("Condition"))
+
+
+PROBLEMS = Domain("problems", _index)
+"""The record's Conditions, indexed once per request for every domain that asks about them."""

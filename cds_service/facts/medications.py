@@ -15,7 +15,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Any, Literal
 
-from cds_service.facts.fhir import (
+from cds_service.fhir import (
     Resource,
     add_days,
     as_dict,
@@ -30,8 +30,8 @@ from cds_service.facts.fhir import (
     text,
     whole_number,
 )
-from cds_service.policy import Policy
-from cds_service.terminology import Code, Terminology, codings, concept_texts
+from cds_service.knowledge.policy import Policy
+from cds_service.knowledge.terminology import Code, Terminology, codings, concept_texts
 
 
 class ProductClass(StrEnum):

@@ -23,14 +23,15 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
-from cds_service.facts.fhir import Resource, as_dict, as_list, first_day, number, reference_of, text
+from cds_service.facts.domain import Derivation, Domain
 from cds_service.facts.result_text import Reading, ResultVocabulary
-from cds_service.terminology import V3_INTERPRETATION, Code, Terminology, codings, concept_texts
+from cds_service.fhir import Resource, as_dict, as_list, first_day, number, reference_of, text
+from cds_service.knowledge.terminology import V3_INTERPRETATION, Code, Terminology, codings, concept_texts
 
 Result = Reading
 ResultKind = Literal["screen", "challenge", "presence"]
@@ -447,5 +448,31 @@ def _newest_first(found: list[Finding]) -> list[Finding]:
     return sorted(found, key=lambda f: (f.day is not None, f.day or date.min), reverse=True)
 
 
+def unread_since_readable(results: Sequence[Finding], today: date, days: int) -> list[Finding]:
+    """Unreadable results in the look-back newer than the newest readable result of the same test
+    (``results`` newest first): the ones a card must say could not be read."""
+    unreadable = []
+    for finding in results:
+        if not within(finding, today, days):
+            continue
+        if finding.result != "unreadable":
+            break
+        unreadable.append(finding)
+    return unreadable
+
+
+def latest_within(results: Sequence[Finding], today: date, days: int) -> Finding | None:
+    """The newest readable result in the look-back."""
+    return next((f for f in results if f.result != "unreadable" and within(f, today, days)), None)
+
+
 def within(finding: Finding, today: date, days: int) -> bool:
     return finding.day is not None and 0 <= (today - finding.day).days <= days
+
+
+def _index(derivation: Derivation) -> Readings:
+    return Readings(derivation.inputs.record.of_type("Observation"))
+
+
+RESULTS = Domain("results", _index)
+"""The record's counted results, indexed once per request for every domain that asks about them."""

@@ -9,11 +9,10 @@ from typing import Any, Literal, get_args
 
 import yaml
 
-Hook = Literal["order-select", "order-sign"]
-Domain = Literal["patient", "medications", "conditions", "allergies", "observations"]
+from cds_service.cdshooks import HOOKS, Hook
 
-DOMAINS: tuple[Domain, ...] = get_args(Domain)
-HOOKS: tuple[Hook, ...] = get_args(Hook)
+Gap = Literal["medications", "clinical", "none"]
+GAPS: tuple[Gap, ...] = get_args(Gap)
 
 # CDS Hooks 2.0.1 prefetch tokens: a root-level context field or one of the user tokens.
 _TOKEN = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
@@ -27,10 +26,21 @@ class ServiceConfigError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class DataDomain:
+    """A part of the patient record the prefetch templates fetch, and what its absence means."""
+
+    name: str
+    title: str
+    """As a card names it: "laboratory results"."""
+    gap: Gap
+    """medications: opioid-free status unknown; clinical: contraindications may be missed; none: optional."""
+
+
+@dataclass(frozen=True, slots=True)
 class PrefetchTemplate:
     key: str
     query: str
-    domain: Domain
+    domain: str
     required: bool
 
     @property
@@ -58,6 +68,7 @@ class ServiceDefinition:
     description: str
     usage_requirements: str
     prefetch: tuple[PrefetchTemplate, ...]
+    domains: tuple[DataDomain, ...]
 
     def discovery_entry(self) -> dict[str, Any]:
         return {
@@ -74,7 +85,10 @@ def load_services(rules_dir: Path) -> dict[str, ServiceDefinition]:
     path = rules_dir / "services.yaml"
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        templates = tuple(_template(key, spec) for key, spec in data["prefetch"].items())
+        domains = tuple(_domain(name, spec) for name, spec in data["domains"].items())
+        templates = tuple(
+            _template(key, spec, {d.name for d in domains}) for key, spec in data["prefetch"].items()
+        )
         services = {
             entry["id"]: ServiceDefinition(
                 id=entry["id"],
@@ -83,6 +97,7 @@ def load_services(rules_dir: Path) -> dict[str, ServiceDefinition]:
                 description=entry["description"],
                 usage_requirements=data["usage_requirements"],
                 prefetch=templates,
+                domains=domains,
             )
             for entry in data["services"]
         }
@@ -100,12 +115,19 @@ def _hook(value: Any) -> Hook:
     return hook
 
 
-def _template(key: str, spec: dict[str, Any]) -> PrefetchTemplate:
+def _domain(name: str, spec: dict[str, Any]) -> DataDomain:
+    gap = spec["gap"]
+    if gap not in GAPS:
+        raise ServiceConfigError(f"domain {name}: gap {gap!r} is not one of {GAPS}")
+    return DataDomain(name=name, title=str(spec["title"]), gap=gap)
+
+
+def _template(key: str, spec: dict[str, Any], domains: set[str]) -> PrefetchTemplate:
     query = spec["query"]
     for token in _TOKEN.findall(query):
         if not _ALLOWED_TOKENS.match(token):
             raise ServiceConfigError(f"prefetch {key}: token {{{{{token}}}}} is not a CDS Hooks 2.0.1 token")
     domain = spec["domain"]
-    if domain not in DOMAINS:
-        raise ServiceConfigError(f"prefetch {key}: domain {domain!r} is not one of {DOMAINS}")
+    if domain not in domains:
+        raise ServiceConfigError(f"prefetch {key}: domain {domain!r} is not declared under domains")
     return PrefetchTemplate(key=key, query=query, domain=domain, required=bool(spec.get("required", True)))

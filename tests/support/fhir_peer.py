@@ -1,7 +1,7 @@
-"""Starting the in-memory FHIR R4 test server (``tests/fhir_server``) in a subprocess for tests.
+"""Starting the in-memory FHIR R4 test server (``tests/support/fhir_server``) in a subprocess for tests.
 
 The server is Medplum's FHIR router over an in-memory repository, behind a small ``node:http``
-wrapper; see ``tests/fhir_server/README.md`` for what it supports and its limits. It needs Node
+wrapper; see ``tests/support/fhir_server/README.md`` for what it supports and its limits. It needs Node
 (20 with ``--experimental-websocket``, or 22+) and, the first time, ``npm ci`` from the registry.
 
     server = FhirTestServer(env={"FHIR_REQUIRE_TOKEN": "abc"})
@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 
 import httpx
 
-from tests.live import terminate_group
+from tests.support.live import terminate_group
 
 FHIR_SERVER_DIR = Path(__file__).with_name("fhir_server")
 _INSTALLED_MARKERS = (
@@ -44,7 +44,7 @@ def node_executable() -> str | None:
 
 
 def ensure_node_modules(timeout: float = 600.0) -> None:
-    """Runs ``npm ci`` in tests/fhir_server once, if its node_modules is missing or incomplete."""
+    """Runs ``npm ci`` in tests/support/fhir_server once, if its node_modules is missing or incomplete."""
     if all(marker.is_file() for marker in _INSTALLED_MARKERS):
         return
     npm = shutil.which("npm")

@@ -16,12 +16,11 @@ from typing import Any, Literal
 
 import yaml
 
-from cds_service.policy import Policy
+from cds_service.cdshooks import INDICATORS, Indicator
+from cds_service.knowledge.policy import Policy
 
-Indicator = Literal["info", "warning", "critical"]
 Category = Literal["contraindication", "caution", "guidance", "data-gap"]
 
-INDICATORS: tuple[Indicator, ...] = ("critical", "warning", "info")
 CATEGORIES: tuple[Category, ...] = ("contraindication", "caution", "guidance", "data-gap")
 ORDER_KINDS = ("naltrexone-oral", "naltrexone-low-dose", "naltrexone-xr", "naltrexone-bupropion", "opioid")
 _OPERATORS = frozenset({"$and", "$or", "$lt", "$lte", "$gt", "$gte", "$neq", "$ex", "$nex"})

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-DATA = Path(__file__).parent / "data"
+SOURCES = Path(__file__).parent / "_sources"
 PATIENT_ID = "pat-tests-1"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
@@ -110,8 +110,8 @@ def service_path(hook: str) -> str:
 
 
 def sandbox_requests() -> list[dict[str, Any]]:
-    """What the real CDS Hooks sandbox sent (captured; see tests/data/README.md)."""
-    lines = (DATA / "sandbox-requests.jsonl").read_text(encoding="utf-8").splitlines()
+    """What the real CDS Hooks sandbox sent (captured; see fhir_fixtures/_sources/README.md)."""
+    lines = (SOURCES / "sandbox-requests.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines if line.strip()]
 
 
@@ -121,20 +121,3 @@ def sandbox_hook_bodies(hook: str) -> list[dict[str, Any]]:
         for r in sandbox_requests()
         if r["method"] == "POST" and not r["path"].endswith("/feedback") and r["body"]["hook"] == hook
     ]
-
-
-def assert_no_empty_values(value: Any, path: str = "$") -> None:
-    """CDS Hooks: no null, "", [] or {} anywhere (the top-level ``cards`` array may be empty)."""
-    if isinstance(value, dict):
-        assert value or path == "$", f"empty object at {path}"
-        for key, item in value.items():
-            if path == "$" and key == "cards" and item == []:
-                continue
-            assert_no_empty_values(item, f"{path}.{key}")
-    elif isinstance(value, list):
-        assert value, f"empty array at {path}"
-        for index, item in enumerate(value):
-            assert_no_empty_values(item, f"{path}[{index}]")
-    else:
-        assert value is not None, f"null at {path}"
-        assert value != "", f"empty string at {path}"

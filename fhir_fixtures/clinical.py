@@ -6,7 +6,7 @@ import itertools
 from datetime import date, timedelta
 from typing import Any
 
-from tests.builders import PATIENT_ID, RXNORM, hook_request, naltrexone_order, searchset
+from fhir_fixtures.requests import PATIENT_ID, RXNORM, hook_request, naltrexone_order, searchset
 
 TODAY = date(2026, 11, 22)
 LOINC = "http://loinc.org"

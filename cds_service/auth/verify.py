@@ -63,59 +63,33 @@ is remembered per issuer until ``exp + leeway`` (a token is accepted until then)
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from typing import Any
 
 import httpx
 import jwt
-import yaml
 
-__all__ = [
-    "DEFAULT_ALGORITHMS",
-    "DEMO_ISSUERS_FILE",
-    "WWW_AUTHENTICATE",
-    "AuthenticationFailed",
-    "FailureReason",
-    "InMemoryReplayGuard",
-    "IssuerConfigError",
-    "JwksCachePolicy",
-    "ReplayGuard",
-    "TrustedIssuer",
-    "VerifiedClaims",
-    "Verifier",
-    "audience_url",
-    "authentication_enabled",
-    "bearer_token",
-    "load_trusted_issuers",
-]
+from cds_service.auth.issuers import ACCEPTABLE_ALGORITHMS, TrustedIssuer
+from cds_service.auth.keys import (
+    IssuerKeys,
+    JwksCachePolicy,
+    KeySource,
+    KeysUnavailable,
+    PinnedKeys,
+    RemoteKeys,
+)
+from cds_service.auth.replay import ReplayGuard
 
 logger = logging.getLogger(__name__)
-
-WWW_AUTHENTICATE = 'Bearer realm="cds-services"'
-"""The challenge sent with every 401: no ``error`` or description, as the best practices ask."""
-
-DEFAULT_ALGORITHMS = ("ES384", "RS384")
-_ACCEPTABLE_ALGORITHMS = frozenset(
-    {"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
-)
-_EC_ALGORITHM_BY_CURVE = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
-_RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 MAX_TOKEN_LENGTH = 16 * 1024
-
-DEMO_ISSUERS_FILE = Path(__file__).resolve().parent / "auth_data" / "demo-issuers.yaml"
-"""The CDS Hooks sandbox and naltrexone-cds's demo client: demos only, their private keys are public."""
 
 
 class FailureReason(StrEnum):
@@ -152,10 +126,6 @@ class AuthenticationFailed(Exception):
         self.detail = detail
 
 
-class IssuerConfigError(ValueError):
-    """The trusted-issuer configuration cannot be used."""
-
-
 def _loggable(value: object) -> str:
     """An attacker-supplied value, quoted and truncated so it is safe in a log line."""
     text = repr(value)
@@ -164,158 +134,6 @@ def _loggable(value: object) -> str:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-# --- configuration -------------------------------------------------------------------------------
-
-
-def _is_acceptable_key_url(url: str) -> bool:
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return True
-    if parts.scheme != "http" or not parts.hostname:
-        return False
-    if parts.hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(parts.hostname).is_loopback
-    except ValueError:
-        return False
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrustedIssuer:
-    """One CDS client we accept tokens from, and where its public keys come from."""
-
-    iss: str
-    jwks_url: str | None = None
-    jwks_file: Path | None = None
-    jku_allowlist: tuple[str, ...] = ()
-    tenants: tuple[str, ...] | None = None
-    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
-    demo_only: bool = False
-    fhir_servers: tuple[str, ...] = ()
-    """FHIR base URLs this client's requests may name as ``fhirServer`` (none given: its ``iss``, as
-    Epic's ``iss`` is its FHIR base URL). A caller cannot make the service query any other host."""
-
-    @property
-    def allowed_fhir_servers(self) -> tuple[str, ...]:
-        return self.fhir_servers or (self.iss,)
-
-    def __post_init__(self) -> None:
-        problems = self._problems()
-        if problems:
-            raise IssuerConfigError(f"trusted issuer {self.iss!r}: " + "; ".join(problems))
-
-    def _problems(self) -> list[str]:
-        problems = []
-        if not self.iss:
-            problems.append("iss must not be empty")
-        if self.jwks_url is not None and self.jwks_file is not None:
-            problems.append("give jwks_url or jwks_file, not both")
-        if self.jwks_url is None and self.jwks_file is None and not self.jku_allowlist:
-            problems.append("needs a key source: jwks_url, jwks_file or a jku_allowlist")
-        urls = [*self.jku_allowlist, *([self.jwks_url] if self.jwks_url else []), *self.fhir_servers]
-        problems += [
-            f"{url!r} must be https (http only on loopback)"
-            for url in urls
-            if not _is_acceptable_key_url(url)
-        ]
-        refused = sorted(set(self.algorithms) - _ACCEPTABLE_ALGORITHMS)
-        if refused or not self.algorithms:
-            problems.append(
-                f"algorithms must be among {sorted(_ACCEPTABLE_ALGORITHMS)}, not {refused or '[]'}"
-            )
-        if self.tenants is not None and not self.tenants:
-            problems.append("tenants, when given, must list at least one tenant")
-        return problems
-
-
-_ISSUER_FIELDS = {
-    "iss",
-    "jwks_url",
-    "jwks_file",
-    "jku_allowlist",
-    "tenants",
-    "algorithms",
-    "demo_only",
-    "fhir_servers",
-}
-
-
-def _string_list(entry: Mapping[str, Any], name: str) -> tuple[str, ...] | None:
-    value = entry.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise IssuerConfigError(f"{name} of issuer {entry.get('iss')!r} must be a list of strings")
-    return tuple(value)
-
-
-def _issuer_from_entry(entry: object, base_dir: Path) -> TrustedIssuer:
-    if not isinstance(entry, dict):
-        raise IssuerConfigError(f"each issuer must be a mapping, not {entry!r}")
-    unknown = sorted(set(entry) - _ISSUER_FIELDS)
-    if unknown:
-        raise IssuerConfigError(f"issuer {entry.get('iss')!r} has unknown fields {unknown}")
-    iss, jwks_url, jwks_file = entry.get("iss"), entry.get("jwks_url"), entry.get("jwks_file")
-    if (
-        not isinstance(iss, str)
-        or not isinstance(jwks_url, str | None)
-        or not isinstance(jwks_file, str | None)
-    ):
-        raise IssuerConfigError(f"iss, jwks_url and jwks_file of {entry!r} must be strings")
-    if not isinstance(entry.get("demo_only", False), bool):
-        raise IssuerConfigError(f"demo_only of issuer {iss!r} must be true or false")
-    return TrustedIssuer(
-        iss=iss,
-        jwks_url=jwks_url,
-        jwks_file=None if jwks_file is None else base_dir / jwks_file,
-        jku_allowlist=_string_list(entry, "jku_allowlist") or (),
-        tenants=_string_list(entry, "tenants"),
-        algorithms=_string_list(entry, "algorithms") or DEFAULT_ALGORITHMS,
-        demo_only=entry.get("demo_only", False),
-        fhir_servers=_string_list(entry, "fhir_servers") or (),
-    )
-
-
-def load_trusted_issuers(path: Path) -> tuple[TrustedIssuer, ...]:
-    """Read a trusted-issuer file (format in the module docstring); ``.json`` is JSON, else YAML."""
-    text = path.read_text(encoding="utf-8")
-    try:
-        document = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as error:
-        raise IssuerConfigError(
-            f"{path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {error}"
-        ) from error
-    if (
-        not isinstance(document, dict)
-        or set(document) != {"issuers"}
-        or not isinstance(document["issuers"], list)
-    ):
-        raise IssuerConfigError(f"{path} must hold exactly one key, 'issuers', listing the issuers")
-    issuers = tuple(_issuer_from_entry(entry, path.parent) for entry in document["issuers"])
-    names = [issuer.iss for issuer in issuers]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise IssuerConfigError(f"{path} lists issuers more than once: {duplicates}")
-    if not issuers:
-        raise IssuerConfigError(f"{path} lists no issuers")
-    return issuers
-
-
-def authentication_enabled(trusted_issuers_file: Path | None, *, allow_unauthenticated: bool) -> bool:
-    """Authentication is on whenever issuers are configured; off only when that is said explicitly."""
-    if trusted_issuers_file is not None and allow_unauthenticated:
-        raise IssuerConfigError(
-            "trusted issuers are configured and unauthenticated calls allowed: choose one"
-        )
-    if trusted_issuers_file is None and not allow_unauthenticated:
-        raise IssuerConfigError(
-            "no trusted issuers configured: give a trusted-issuer file,"
-            " or allow unauthenticated calls explicitly"
-        )
-    return trusted_issuers_file is not None
 
 
 def audience_url(public_base_url: str, path: str) -> str:
@@ -329,178 +147,6 @@ def bearer_token(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationFailed(FailureReason.NO_BEARER_TOKEN)
     return token.strip()
-
-
-# --- keys ----------------------------------------------------------------------------------------
-
-KeyRing = Mapping[str, Mapping[str, jwt.PyJWK]]
-"""kid -> algorithm -> key bound to that algorithm."""
-
-
-def _algorithms_for_jwk(jwk: Mapping[str, Any]) -> frozenset[str]:
-    if "alg" in jwk:
-        return frozenset({str(jwk["alg"])})
-    if jwk.get("kty") == "EC" and jwk.get("crv") in _EC_ALGORITHM_BY_CURVE:
-        return frozenset({_EC_ALGORITHM_BY_CURVE[jwk["crv"]]})
-    if jwk.get("kty") == "RSA":
-        return _RSA_ALGORITHMS
-    return frozenset()
-
-
-def _is_public_signing_jwk(jwk: object) -> bool:
-    return (
-        isinstance(jwk, dict)
-        and isinstance(jwk.get("kid"), str)
-        and jwk.get("use", "sig") == "sig"
-        and "d" not in jwk  # a private key has no business in a published JWKS: ignore it
-    )
-
-
-def key_ring_from_jwks(jwks: object, algorithms: Iterable[str]) -> dict[str, dict[str, jwt.PyJWK]]:
-    """The usable signing keys of a JWKS document, each bound to every accepted algorithm it fits."""
-    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
-        raise ValueError("a JWKS is an object with a 'keys' list")
-    accepted = frozenset(algorithms)
-    ring: dict[str, dict[str, jwt.PyJWK]] = {}
-    for jwk in filter(_is_public_signing_jwk, jwks["keys"]):
-        for algorithm in _algorithms_for_jwk(jwk) & accepted:
-            try:
-                ring.setdefault(jwk["kid"], {})[algorithm] = jwt.PyJWK(jwk, algorithm)
-            except jwt.PyJWTError:
-                continue
-    return ring
-
-
-class _KeysUnavailable(Exception):
-    pass
-
-
-class _KeySource(Protocol):
-    def keys_for(self, kid: str) -> Mapping[str, jwt.PyJWK] | None: ...
-
-
-class _PinnedKeys:
-    """Keys read once from a JWKS file at start-up (an unreadable file stops the start)."""
-
-    def __init__(self, path: Path, algorithms: Iterable[str]) -> None:
-        try:
-            self._ring = key_ring_from_jwks(json.loads(path.read_text(encoding="utf-8")), algorithms)
-        except (OSError, ValueError) as error:
-            raise IssuerConfigError(f"cannot read the JWKS file {path}: {error}") from error
-        if not self._ring:
-            raise IssuerConfigError(f"the JWKS file {path} holds no usable signing key with a kid")
-
-    def keys_for(self, kid: str) -> Mapping[str, jwt.PyJWK] | None:
-        return self._ring.get(kid)
-
-
-@dataclass(frozen=True, kw_only=True)
-class JwksCachePolicy:
-    """How JWKS URLs are fetched: ``ttl`` bounds how long a revoked key keeps working;
-    ``min_refetch_interval`` bounds how often unknown kids can make us fetch (per URL and process)."""
-
-    ttl: timedelta = timedelta(minutes=10)
-    min_refetch_interval: timedelta = timedelta(seconds=30)
-    timeout: timedelta = timedelta(seconds=5)
-    max_bytes: int = 256 * 1024
-
-
-class _RemoteKeys:
-    """Keys fetched from a JWKS URL, cached for ``ttl``, re-fetched (rate-limited) on an unknown kid.
-
-    A failed fetch keeps the keys already held. The lock is held during a fetch, which is bounded by
-    ``timeout`` and happens at most once per ``min_refetch_interval``."""
-
-    def __init__(
-        self,
-        url: str,
-        algorithms: Iterable[str],
-        *,
-        policy: JwksCachePolicy,
-        client: httpx.Client,
-        monotonic: Callable[[], float],
-    ) -> None:
-        self._url, self._algorithms, self._policy = url, tuple(algorithms), policy
-        self._client, self._monotonic = client, monotonic
-        self._lock = threading.Lock()
-        self._ring: KeyRing | None = None
-        self._fetched_at = -math.inf
-        self._attempted_at = -math.inf
-
-    def keys_for(self, kid: str) -> Mapping[str, jwt.PyJWK] | None:
-        with self._lock:
-            now = self._monotonic()
-            if self._should_fetch(kid, now):
-                self._attempted_at = now
-                self._fetch(now)
-            if self._ring is None:
-                raise _KeysUnavailable(self._url)
-            return self._ring.get(kid)
-
-    def _should_fetch(self, kid: str, now: float) -> bool:
-        stale = self._ring is None or now - self._fetched_at >= self._policy.ttl.total_seconds()
-        unknown_kid = self._ring is not None and kid not in self._ring
-        allowed = now - self._attempted_at >= self._policy.min_refetch_interval.total_seconds()
-        return (stale or unknown_kid) and allowed
-
-    def _fetch(self, now: float) -> None:
-        try:
-            self._ring = key_ring_from_jwks(self._download(), self._algorithms)
-            self._fetched_at = now
-        except (httpx.HTTPError, ValueError, RecursionError) as error:
-            logger.warning(
-                "JWKS fetch failed; keeping the keys already held",
-                extra={"fields": {"jwks_url": self._url, "error": f"{type(error).__name__}: {error}"}},
-            )
-
-    def _download(self) -> object:
-        timeout = self._policy.timeout.total_seconds()
-        with self._client.stream(
-            "GET", self._url, headers={"Accept": "application/json"}, timeout=timeout
-        ) as reply:
-            if reply.status_code != 200:
-                raise ValueError(f"HTTP {reply.status_code}")
-            body = bytearray()
-            for chunk in reply.iter_bytes():
-                body += chunk
-                if len(body) > self._policy.max_bytes:
-                    raise ValueError(f"JWKS larger than {self._policy.max_bytes} bytes")
-        return json.loads(body)
-
-
-@dataclass(frozen=True)
-class _IssuerKeys:
-    issuer: TrustedIssuer
-    own_source: _KeySource | None  # jwks_file or jwks_url
-    jku_sources: Mapping[str, _KeySource]
-
-
-# --- replay --------------------------------------------------------------------------------------
-
-
-class ReplayGuard(Protocol):
-    def first_use(self, issuer: str, jti: str, expires_at: datetime) -> bool:
-        """Record (issuer, jti) until ``expires_at``; False when it is already recorded and unexpired.
-        Must be atomic across every process that serves the same clients."""
-        ...
-
-
-class InMemoryReplayGuard:
-    """For tests only: one process's memory, lost on restart and not shared between workers."""
-
-    def __init__(self, clock: Callable[[], datetime] = _utc_now) -> None:
-        self._clock = clock
-        self._seen: dict[tuple[str, str], datetime] = {}
-        self._lock = threading.Lock()
-
-    def first_use(self, issuer: str, jti: str, expires_at: datetime) -> bool:
-        now = self._clock()
-        with self._lock:
-            self._seen = {key: until for key, until in self._seen.items() if until > now}
-            if (issuer, jti) in self._seen:
-                return False
-            self._seen[issuer, jti] = expires_at
-            return True
 
 
 _CLAIM_JTI = """
@@ -528,7 +174,7 @@ class VerifiedClaims:
 
 _PARSER = jwt.PyJWS()
 _SIGNATURE_CHECKER = jwt.PyJWS(
-    algorithms=sorted(_ACCEPTABLE_ALGORITHMS), options={"enforce_minimum_key_length": True}
+    algorithms=sorted(ACCEPTABLE_ALGORITHMS), options={"enforce_minimum_key_length": True}
 )
 
 
@@ -548,7 +194,7 @@ def _parse_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _acceptable_algorithm(header: Mapping[str, Any]) -> str:
     algorithm = header.get("alg")
-    if not isinstance(algorithm, str) or algorithm not in _ACCEPTABLE_ALGORITHMS:
+    if not isinstance(algorithm, str) or algorithm not in ACCEPTABLE_ALGORITHMS:
         raise AuthenticationFailed(FailureReason.ALGORITHM_REFUSED, f"alg {_loggable(algorithm)}")
     return algorithm
 
@@ -644,18 +290,18 @@ class Verifier:
         if self._owns_http:
             self._http.close()
 
-    def _keys_of(self, issuer: TrustedIssuer) -> _IssuerKeys:
-        def remote(url: str) -> _KeySource:
-            return _RemoteKeys(
+    def _keys_of(self, issuer: TrustedIssuer) -> IssuerKeys:
+        def remote(url: str) -> KeySource:
+            return RemoteKeys(
                 url, issuer.algorithms, policy=self._jwks_policy, client=self._http, monotonic=self._monotonic
             )
 
-        own: _KeySource | None = None
+        own: KeySource | None = None
         if issuer.jwks_file is not None:
-            own = _PinnedKeys(issuer.jwks_file, issuer.algorithms)
+            own = PinnedKeys(issuer.jwks_file, issuer.algorithms)
         elif issuer.jwks_url is not None:
             own = remote(issuer.jwks_url)
-        return _IssuerKeys(issuer, own, {url: remote(url) for url in issuer.jku_allowlist})
+        return IssuerKeys(issuer, own, {url: remote(url) for url in issuer.jku_allowlist})
 
     def verify(self, token: str, audience_url: str) -> VerifiedClaims:
         header, claims = _parse_unverified(token)
@@ -690,7 +336,7 @@ class Verifier:
             claims=MappingProxyType(claims),
         )
 
-    def _trusted_issuer(self, claims: Mapping[str, Any], algorithm: str) -> _IssuerKeys:
+    def _trusted_issuer(self, claims: Mapping[str, Any], algorithm: str) -> IssuerKeys:
         iss = claims.get("iss")
         issuer = self._issuers.get(iss) if isinstance(iss, str) else None
         if issuer is None:
@@ -699,7 +345,7 @@ class Verifier:
             raise AuthenticationFailed(FailureReason.ALGORITHM_REFUSED, f"alg {algorithm} for iss {iss!r}")
         return issuer
 
-    def _key_source(self, issuer: _IssuerKeys, jku: object) -> _KeySource:
+    def _key_source(self, issuer: IssuerKeys, jku: object) -> KeySource:
         if jku is not None and (not isinstance(jku, str) or jku not in issuer.jku_sources):
             raise AuthenticationFailed(FailureReason.JKU_NOT_ALLOWED, f"jku {_loggable(jku)}")
         if issuer.own_source is not None and (jku is None or issuer.issuer.jwks_file is not None):
@@ -708,11 +354,11 @@ class Verifier:
             return issuer.jku_sources[jku]
         raise AuthenticationFailed(FailureReason.KEYS_UNAVAILABLE, "no jku and no jwks_url or jwks_file")
 
-    def _signing_key(self, issuer: _IssuerKeys, jku: object, kid: str, algorithm: str) -> jwt.PyJWK:
+    def _signing_key(self, issuer: IssuerKeys, jku: object, kid: str, algorithm: str) -> jwt.PyJWK:
         source = self._key_source(issuer, jku)
         try:
             keys = source.keys_for(kid)
-        except _KeysUnavailable:
+        except KeysUnavailable:
             raise AuthenticationFailed(FailureReason.KEYS_UNAVAILABLE, f"iss {issuer.issuer.iss!r}") from None
         if keys is None:
             raise AuthenticationFailed(

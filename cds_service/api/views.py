@@ -1,25 +1,24 @@
-"""The HTTP layer: authenticate, parse, hand to the pipeline, answer JSON. Nothing clinical happens here."""
+"""The HTTP endpoints: authenticate, parse, hand to the pipeline, answer JSON. Nothing clinical here."""
 
 from __future__ import annotations
 
 import logging
 import re
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
-from werkzeug.exceptions import HTTPException
 from werkzeug.sansio.utils import host_is_trusted
 
+from cds_service import STATE_KEY
+from cds_service.api.encode import response_json
 from cds_service.audit import CardAudit
-from cds_service.auth import WWW_AUTHENTICATE
-from cds_service.errors import BadRequest, CdsError, Unauthorized, UnsupportedMediaType, operation_outcome
+from cds_service.auth import Authenticator
+from cds_service.errors import BadRequest, UnsupportedMediaType
 from cds_service.feedback import receive_feedback
 from cds_service.logs import log_fields
 from cds_service.pipeline import Pipeline
-from cds_service.security import Authenticator
 from cds_service.settings import Settings
 from cds_service.store import StoreError
 from cds_service.validate import decode_json
@@ -39,15 +38,6 @@ _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 
-# werkzeug's HTTP errors, as FHIR issue codes
-_ISSUE_CODES = {
-    400: "invalid",
-    404: "not-found",
-    405: "not-supported",
-    413: "too-costly",
-    415: "not-supported",
-}
-
 
 @dataclass(frozen=True)
 class ServiceState:
@@ -57,44 +47,42 @@ class ServiceState:
     audit: CardAudit
 
 
-def _state() -> ServiceState:
-    from cds_service import STATE_KEY
-
-    state: ServiceState = current_app.extensions[STATE_KEY]
-    return state
+def state() -> ServiceState:
+    found: ServiceState = current_app.extensions[STATE_KEY]
+    return found
 
 
 @blueprint.get("/cds-services", strict_slashes=False)
 def discovery() -> Response:
-    services = _state().pipeline.services.values()
+    services = state().pipeline.services.values()
     return jsonify({"services": [service.discovery_entry() for service in services]})
 
 
 @blueprint.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
-    pipeline = _state().pipeline
+    pipeline = state().pipeline
     service = pipeline.service(service_id)
     body = _json_body()
     g.hook_instance = _loggable_id(body.get("hookInstance") if isinstance(body, dict) else None)
     response = pipeline.run(service, body, fhir_servers=g.get("fhir_servers"))
-    g.rule_ids = [card["source"]["topic"]["code"] for card in response["cards"]]
-    return jsonify(response)
+    g.rule_ids = [card.rule_id for card in response.cards]
+    return jsonify(response_json(response))
 
 
 @blueprint.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
-    state = _state()
-    service = state.pipeline.service(service_id)
-    return jsonify(receive_feedback(state.audit.store, service, _json_body()))
+    current = state()
+    service = current.pipeline.service(service_id)
+    return jsonify(receive_feedback(current.audit.store, service, _json_body()))
 
 
 @blueprint.get("/health")
 def health() -> Response:
     from cds_service import __version__
 
-    state = _state()
+    current = state()
     try:
-        state.audit.store.check()
+        current.audit.store.check()
         database = "ok"
     except StoreError:
         database = "unavailable"
@@ -102,11 +90,11 @@ def health() -> Response:
         {
             "status": "ok",
             "version": __version__,
-            "rules": state.pipeline.knowledge.version,
-            "services": list(state.pipeline.services),
+            "rules": current.pipeline.knowledge.version,
+            "services": list(current.pipeline.services),
             "database": database,
-            "audit_gaps": state.audit.gaps,
-            "authentication": "required" if state.authenticator.policy.required else "off",
+            "audit_gaps": current.audit.gaps,
+            "authentication": "required" if current.authenticator.policy.required else "off",
         }
     )
 
@@ -114,12 +102,12 @@ def health() -> Response:
 def _authenticate() -> None:
     if request.method == "OPTIONS" or request.endpoint not in _AUTHENTICATED_ENDPOINTS:
         return  # CORS preflights carry no token; /health is for load balancers (any Host)
-    state = _state()
+    current = state()
     host = request.headers.get("Host", "")
-    if state.settings.allowed_hosts and not host_is_trusted(host, list(state.settings.allowed_hosts)):
+    if current.settings.allowed_hosts and not host_is_trusted(host, list(current.settings.allowed_hosts)):
         # the Host names the URL a token's aud must equal: only the configured names may do so
         raise BadRequest(f"this service does not answer to the host {host[:100]!r}", expression="Host")
-    claims = state.authenticator.authenticate(
+    claims = current.authenticator.authenticate(
         request.headers.get("Authorization"), request.host_url, request.path
     )
     if claims is not None:
@@ -141,42 +129,6 @@ def _json_body() -> Any:
         shown = request.mimetype or "none"
         raise UnsupportedMediaType(f"Content-Type must be application/json, not {shown}")
     return decode_json(request.get_data(cache=False))
-
-
-def _error_response(status: int, outcome: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    response = jsonify(outcome)
-    response.status_code = status
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
-
-
-def _on_cds_error(error: CdsError) -> Response:
-    headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if isinstance(error, Unauthorized) else None
-    if error.status == 503:
-        headers = {"Retry-After": "30"}
-    return _error_response(error.status, error.to_operation_outcome(), headers)
-
-
-def _on_http_error(error: HTTPException) -> Response:
-    status = error.code or 500
-    message = {
-        404: f"no such endpoint: {request.method} {request.path}",
-        405: f"{request.method} is not allowed on {request.path}",
-        413: f"the body is larger than the limit of {current_app.config['MAX_CONTENT_LENGTH']} bytes",
-    }.get(status, error.description or error.name)
-    headers = {}
-    if status == 405 and error.get_response().headers.get("Allow"):
-        headers["Allow"] = error.get_response().headers["Allow"]
-    outcome = operation_outcome(message, code=_ISSUE_CODES.get(status, "exception"))
-    return _error_response(status, outcome, headers)
-
-
-def _on_unexpected(error: Exception) -> Response:
-    incident = str(uuid.uuid4())
-    log.error("unhandled error", exc_info=error, extra=log_fields(incident=incident))
-    outcome = operation_outcome(f"internal error; reported as incident {incident}", code="exception")
-    return _error_response(500, outcome)
 
 
 def _start_timer() -> None:
@@ -205,9 +157,6 @@ def _finish(response: Response) -> Response:
 
 def register(app: Flask) -> None:
     app.register_blueprint(blueprint)
-    app.register_error_handler(CdsError, _on_cds_error)
-    app.register_error_handler(HTTPException, _on_http_error)
-    app.register_error_handler(Exception, _on_unexpected)
     app.before_request(_start_timer)
     app.before_request(_authenticate)
     app.after_request(_finish)

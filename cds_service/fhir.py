@@ -1,4 +1,4 @@
-"""Small, defensive readers for FHIR R4 JSON.
+"""Small, defensive readers for FHIR R4 JSON, used by every stage (gather, facts, suggestions, validate).
 
 Prefetched resources come from many systems and are not schema-checked one by one (that would cost
 more than the rest of the request): every reader here returns ``None`` (or an empty list) for an
@@ -6,8 +6,8 @@ element that is absent or not of the expected shape, and the caller decides what
 clinically. Nothing here raises on bad data.
 
 A timestamp counts on its own calendar day, the one its writer saw: a dispense at 23:30+09:00 happened
-on that day in Tokyo, whatever the deployment's zone. The deployment's time zone (``set_local_timezone``,
-from settings) decides "today" and the day of a timestamp written without an offset.
+on that day in Tokyo, whatever the deployment's zone (and one written without an offset, on the day
+written). The deployment's time zone decides only "today" (``cds_service.clock``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import calendar
 import math
 import re
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta
 from typing import Any
 
 Resource = Mapping[str, Any]
@@ -55,17 +55,6 @@ _MASS_TO_MG = {
     "microgram": 0.001,
     "micrograms": 0.001,
 }
-_local_timezone: tzinfo = UTC
-
-
-def set_local_timezone(zone: tzinfo) -> None:
-    """The zone whose calendar days the service counts in (one per deployment, set at start-up)."""
-    global _local_timezone
-    _local_timezone = zone
-
-
-def local_day(moment: datetime) -> date:
-    return moment.astimezone(_local_timezone).date()
 
 
 def json_copy(value: Any) -> Any:
@@ -171,17 +160,32 @@ def reference_of(resource: Resource) -> str:
     return f"{resource.get('resourceType', 'Resource')}/{resource.get('id', '(no id)')}"
 
 
-def referenced_id(reference: Any, resource_type: str) -> str | None:
-    """The id in ``Type/id``, ``https://server/fhir/Type/id`` or ``Type/id/_history/n``."""
+MEDICATION_HISTORY_TYPES = (
+    "MedicationRequest",
+    "MedicationDispense",
+    "MedicationStatement",
+    "MedicationAdministration",
+)
+
+
+def parse_reference(reference: Any) -> tuple[str, str] | None:
+    """(type, id) of ``Type/id``, ``https://server/fhir/Type/id``, ``Type/id/_history/n``, or of a
+    Reference object holding one; ``None`` for anything else (a contained ``#id``, a ``urn:uuid:``)."""
     ref = text(as_dict(reference).get("reference")) if isinstance(reference, Mapping) else text(reference)
-    if ref is None:
+    if ref is None or ref.startswith("#"):
         return None
     parts = [p for p in ref.split("/") if p]
     if "_history" in parts:
         parts = parts[: parts.index("_history")]
-    if len(parts) >= 2 and parts[-2] == resource_type:
-        return parts[-1]
+    if len(parts) >= 2 and parts[-2][:1].isupper() and parts[-2].isalpha():
+        return parts[-2], parts[-1]
     return None
+
+
+def referenced_id(reference: Any, resource_type: str) -> str | None:
+    """The id of a reference to a ``resource_type`` (any of the forms ``parse_reference`` reads)."""
+    parsed = parse_reference(reference)
+    return parsed[1] if parsed is not None and parsed[0] == resource_type else None
 
 
 def first_day(*values: Any, end: bool = False) -> date | None:

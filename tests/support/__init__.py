@@ -1,0 +1,55 @@
+"""What the tests share: the fixed "now", open settings, and the assertions about CDS Hooks answers.
+
+Peers the tests start (the real server, a real FHIR server, a faulty one, databases) are the other
+modules of this package; FHIR resources and hook requests are built by ``fhir_fixtures``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from cds_service import contract
+from cds_service.settings import Settings
+
+# Every clinical test runs "as of" this instant unless it says otherwise.
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def open_settings(**overrides: Any) -> Settings:
+    """Settings for tests about something other than authentication: calls need no JWT."""
+    return Settings(allow_unauthenticated=True, **overrides)
+
+
+def assert_valid(schema_name: str, instance: Any) -> None:
+    problems = [f"{contract.json_path(e)}: {e.message}" for e in contract.errors(schema_name, instance)]
+    assert not problems, problems
+
+
+def assert_operation_outcome(response: Any, status: int, *fragments: str) -> dict[str, Any]:
+    """An error response: the status, JSON content, an OperationOutcome naming what is wrong."""
+    assert response.status_code == status, response.text if hasattr(response, "text") else response.data
+    assert response.headers["Content-Type"].startswith("application/json")
+    body = response.json() if callable(response.json) else response.json
+    assert_valid("OperationOutcome", body)
+    message = body["issue"][0]["diagnostics"]
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return body
+
+
+def assert_no_empty_values(value: Any, path: str = "$") -> None:
+    """CDS Hooks: no null, "", [] or {} anywhere (the top-level ``cards`` array may be empty)."""
+    if isinstance(value, dict):
+        assert value or path == "$", f"empty object at {path}"
+        for key, item in value.items():
+            if path == "$" and key == "cards" and item == []:
+                continue
+            assert_no_empty_values(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        assert value, f"empty array at {path}"
+        for index, item in enumerate(value):
+            assert_no_empty_values(item, f"{path}[{index}]")
+    else:
+        assert value is not None, f"null at {path}"
+        assert value != "", f"empty string at {path}"
