@@ -17,14 +17,12 @@ import json
 import random
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
+from fhir_fixtures import FIXTURES, shifted
 from fhir_fixtures import clinical as c
-from fhir_fixtures import shifted
 from fhir_fixtures.requests import service_path
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fhir_fixtures"
 TYPICAL = "test-dose"
 
 # (fixture, hook it is sent as): the hook differs from the fixture's for the order-sign variants, the
@@ -37,8 +35,8 @@ MIX: tuple[tuple[str, str], ...] = (
     ("uds-positive", "order-select"),
     ("lft-elevated-warning", "order-select"),
     ("opioid-active-prescription", "order-select"),
-    # (not sandbox-order-select-pat1: it names fhirServer http://127.0.0.1:8090, which the service would
-    # try to fetch from, so its cost would depend on whatever happens to listen there)
+    # (not sandbox-order-select-pat1: it names a fhirServer the service would try to fetch from, so its
+    # cost would be the fetch budget's, not the service's)
     ("hepatic-impairment", "order-select"),  # decompensated cirrhosis
     ("hl7-example-pat1", "order-select"),  # the HL7 R4 example patient's real medication history (37 KB)
     ("order-sign-start", "order-sign"),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from cds_service.cdshooks import Card
+from cds_service.cdshooks import Card, Hook
 from cds_service.logs import log_fields
 from cds_service.store import Issuance, IssuedCard, Store, StoreError
 
@@ -40,7 +40,7 @@ class CardAudit:
     def record(
         self,
         *,
-        hook: str,
+        hook: Hook,
         service_id: str,
         hook_instance: str,
         patient_id: str,

@@ -93,7 +93,8 @@ def evaluate(
 def report(start: Any, end: Any, service_id: str | None, as_json: bool, as_csv: bool) -> None:
     """Per rule: cards issued, accepted, overridden, and the top override reasons, over a date range."""
     from cds_service.audit import open_store
-    from cds_service.store import StoreError, render_report
+    from cds_service.report import render_report
+    from cds_service.store import StoreError
 
     settings = _settings()
     last = (end.date() if end else datetime.now(UTC).date()) + timedelta(days=1)

@@ -8,7 +8,8 @@ being stored twice; a database outage is a 503 the client can retry.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
 from cds_service import contract
 from cds_service.errors import BadRequest, NotFound, SchemaViolation, ServiceUnavailable
@@ -22,6 +23,7 @@ from cds_service.store import (
     UnknownCard,
     WrongService,
 )
+from cds_service.store.records import OUTCOMES, Outcome, OverrideReason, short
 
 
 def receive_feedback(store: Store, service: ServiceDefinition, body: Any) -> dict[str, Any]:
@@ -45,6 +47,51 @@ def receive_feedback(store: Store, service: ServiceDefinition, body: Any) -> dic
 
 def _item(entry: Mapping[str, Any]) -> FeedbackItem:
     try:
-        return FeedbackItem.from_json(entry)
+        return feedback_item(entry)
     except InvalidFeedback as invalid:
         raise BadRequest(str(invalid)) from None
+
+
+def feedback_item(item: Mapping[str, Any]) -> FeedbackItem:
+    """Build an item from the JSON of ``feedback[i]``; ``InvalidFeedback`` says what is wrong."""
+    card = item.get("card")
+    if not isinstance(card, str) or not card:
+        raise InvalidFeedback("feedback item without a card uuid (`card`)", "")
+    outcome = item.get("outcome")
+    if outcome not in OUTCOMES:
+        raise InvalidFeedback(f"card {short(card)}: `outcome` must be accepted or overridden", card)
+    stamp = item.get("outcomeTimestamp")
+    try:
+        timestamp = datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
+    except ValueError:
+        timestamp = None
+    if timestamp is None or timestamp.tzinfo is None:
+        raise InvalidFeedback(
+            f"card {short(card)}: `outcomeTimestamp` must be an RFC 3339 date-time with offset", card
+        )
+    accepted = item.get("acceptedSuggestions") or []
+    if not isinstance(accepted, list) or not all(
+        isinstance(s, Mapping) and isinstance(s.get("id"), str) for s in accepted
+    ):
+        raise InvalidFeedback(f"card {short(card)}: `acceptedSuggestions` must be [{{'id': uuid}}]", card)
+    override = item.get("overrideReason") or {}
+    reason = override.get("reason") if isinstance(override, Mapping) else None
+    comment = override.get("userComment") if isinstance(override, Mapping) else None
+    if not isinstance(override, Mapping) or not isinstance(reason, Mapping | None):
+        raise InvalidFeedback(f"card {short(card)}: `overrideReason` must be an object", card)
+    coding = None
+    if reason is not None:
+        fields = [reason.get(k) for k in ("system", "code", "display")]
+        if not all(isinstance(f, str | None) for f in fields):
+            raise InvalidFeedback(f"card {short(card)}: `overrideReason.reason` must be a Coding", card)
+        coding = OverrideReason(*cast(list[str | None], fields))
+    if not isinstance(comment, str | None):
+        raise InvalidFeedback(f"card {short(card)}: `overrideReason.userComment` must be text", card)
+    return FeedbackItem(
+        card_uuid=card,
+        outcome=cast(Outcome, outcome),
+        outcome_timestamp=timestamp,
+        accepted_suggestions=tuple(s["id"] for s in accepted),
+        override_reason=coding,
+        user_comment=comment,
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +25,18 @@ from cds_service.cards import CardContext, render
 from cds_service.cdshooks import CdsResponse
 from cds_service.clock import Calendar
 from cds_service.errors import NotFound
-from cds_service.facts import Inputs, derive, vocabulary
-from cds_service.facts.orders import identify_orders, medication_index, resolve
+from cds_service.facts import ClinicalFacts, Inputs, derive, vocabulary
+from cds_service.facts.orders import Triage, identify_orders, medication_index, resolve
+from cds_service.fhir import Resource
 from cds_service.fhir_client import FetchPolicy, shared_fetcher
-from cds_service.gather import Fetcher, gather
+from cds_service.gather import Fetcher, PatientRecord, gather
 from cds_service.knowledge import Knowledge, RuleVocabulary, load_knowledge
 from cds_service.knowledge.services import ServiceDefinition, load_services
 from cds_service.logs import log_fields
 from cds_service.resources import default_rules_dir
 from cds_service.settings import Settings
 from cds_service.suggestions import BUILDERS
-from cds_service.validate import parse_hook_request
+from cds_service.validate import HookRequest, parse_hook_request
 
 log = logging.getLogger("naltrexone_cds.pipeline")
 
@@ -48,6 +50,29 @@ def rule_vocabulary() -> RuleVocabulary:
         evidence=frozenset(names.evidence),
         suggestions=frozenset(BUILDERS),
         valuesets=names.valuesets,
+    )
+
+
+def derive_facts(
+    request: HookRequest,
+    record: PatientRecord,
+    orders: Triage,
+    medications: Mapping[str, Resource],
+    knowledge: Knowledge,
+    today: date,
+) -> ClinicalFacts:
+    """The facts stage for orders already resolved against the gathered record."""
+    return derive(
+        Inputs(
+            request=request,
+            record=record,
+            reviewed=orders.reviewed,
+            drafts=orders.drafts,
+            medications=medications,
+            terminology=knowledge.terminology,
+            policy=knowledge.policy,
+            today=today,
+        )
     )
 
 
@@ -129,18 +154,7 @@ class Pipeline:
                 "no reviewed order could be identified", extra=log_fields(orders=len(orders.reviewed))
             )
             return CdsResponse()
-        facts = derive(
-            Inputs(
-                request=request,
-                record=record,
-                reviewed=orders.reviewed,
-                drafts=orders.drafts,
-                medications=medications,
-                terminology=k.terminology,
-                policy=k.policy,
-                today=self.calendar.today(),
-            )
-        )
+        facts = derive_facts(request, record, orders, medications, k, self.calendar.today())
         matches = k.engine.evaluate(facts.engine_facts)
         cards = render(
             matches,

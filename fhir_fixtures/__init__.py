@@ -14,6 +14,10 @@ from pathlib import Path
 from typing import Any
 
 FIXTURES = Path(__file__).resolve().parent
+UNREACHABLE_FHIR_SERVER = "http://unreachable-fhir-server.invalid"
+"""The ``fhirServer`` of scenarios whose EHR FHIR server cannot be reached (``.invalid`` never resolves,
+RFC 6761). Tests replace it with a port they hold closed themselves (``with_fhir_server``), so nothing
+depends on what else listens on the machine."""
 _DAY = re.compile(r"^(\d{4}-\d{2}-\d{2})(T.*)?$")
 
 
@@ -61,3 +65,10 @@ def as_of_today(name: str, *, patient_id: str | None = None, user_id: str | None
     renamed: dict[str, Any] = json.loads(text)
     renamed["hookInstance"] = str(uuid.uuid4())
     return renamed
+
+
+def with_fhir_server(body: dict[str, Any], url: str) -> dict[str, Any]:
+    """``body`` with the placeholder unreachable ``fhirServer`` replaced by ``url``."""
+    if body.get("fhirServer") == UNREACHABLE_FHIR_SERVER:
+        return {**body, "fhirServer": url}
+    return body

@@ -18,6 +18,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
+from fhir_fixtures import UNREACHABLE_FHIR_SERVER  # noqa: E402
 from fhir_fixtures import clinical as c  # noqa: E402
 from fhir_fixtures.requests import hook_request, naltrexone_order, sandbox_hook_bodies, searchset  # noqa: E402
 
@@ -780,21 +781,25 @@ def build() -> None:
     )
 
     # ------------------------------------------------------------------ real client shapes
+    # The sandbox named its local FHIR server (127.0.0.1:8090); the scenarios name one that cannot be
+    # reached instead, so that no test depends on what listens on that port.
     sandbox = next(
         b
         for b in sandbox_hook_bodies("order-select")
         if "medicationCodeableConcept" in b["context"]["draftOrders"]["entry"][0]["resource"]
     )
+    sandbox["fhirServer"] = UNREACHABLE_FHIR_SERVER
     add(
         "sandbox-order-select-pat1",
         "The CDS Hooks sandbox's own order-select",
         "Captured from the sandbox: pat1's fentanyl patch (still marked active, supply ended in 2015) under another "
-        "service's prefetch key; this service's keys are absent and fhirServer is named.",
+        "service's prefetch key; this service's keys are absent and its fhirServer cannot be reached.",
         sandbox,
         cards={"opioid-active": "critical", "opioid-history-unverified": "warning"},
         quirk="real sandbox output: draftOrders has no Bundle.type and category is a single object",
     )
     first = sandbox_hook_bodies("order-select")[0]
+    first["fhirServer"] = UNREACHABLE_FHIR_SERVER
     add(
         "sandbox-no-medication-yet",
         "Sandbox order-select before a drug is chosen",

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from cds_service import contract
+from fhir_fixtures import FIXTURES
 from tests.support.mutations import WRONG_VALUES, paths, replaced
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fhir_fixtures"
 SCHEMA_FOR_HOOK = {"order-select": "OrderSelectRequest", "order-sign": "OrderSignRequest"}
 REQUESTS = sorted(FIXTURES.glob("*/request.json"))
 

@@ -10,13 +10,15 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from cds_service.store import Store
+from cds_service.feedback import feedback_item
+from cds_service.store import FeedbackItem, InvalidFeedback, OverrideReason, Store
 from fhir_fixtures import as_of_today as scenario
 from tests.support import assert_operation_outcome, assert_valid
 from tests.support.databases import Backend, dump, raw_text
@@ -354,3 +356,39 @@ def test_with_the_database_down_advice_continues_feedback_is_503_and_gaps_are_co
     gap_lines = [line for line in logs.splitlines() if "audit gap" in line]
     assert len(gap_lines) == 5
     assert patient_id not in logs
+
+
+def test_feedback_items_are_read_from_cds_hooks_json() -> None:
+    t0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    override_system = "http://naltrexone-cds.org/fhir/CodeSystem/override-reason"
+    spec_accepted = {
+        "card": "card-1",
+        "outcome": "accepted",
+        "acceptedSuggestions": [{"id": "sugg-1"}],
+        "outcomeTimestamp": "2026-11-22T12:00:00Z",
+    }
+    sandbox_overridden = {
+        "card": "card-2",
+        "outcome": "overridden",
+        "overrideReason": {
+            "reason": {"code": "opioid-stopped", "system": override_system},
+            "userComment": "ok",
+        },
+        "outcomeTimestamp": "2026-11-22T13:00:00.5+01:00",
+    }
+    assert feedback_item(spec_accepted) == FeedbackItem("card-1", "accepted", t0, ("sugg-1",))
+    item = feedback_item(sandbox_overridden)
+    assert item.override_reason == OverrideReason(override_system, "opioid-stopped", None)
+    assert item.user_comment == "ok" and item.outcome_timestamp == t0 + timedelta(microseconds=500000)
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({**spec_accepted, "card": ""}, "without a card uuid"),
+        ({**spec_accepted, "outcome": "ignored"}, "accepted or overridden"),
+        ({**spec_accepted, "outcomeTimestamp": "2026-11-22T12:00:00"}, "outcomeTimestamp"),
+        ({**spec_accepted, "outcomeTimestamp": "yesterday"}, "outcomeTimestamp"),
+        ({**spec_accepted, "acceptedSuggestions": ["sugg-1"]}, "acceptedSuggestions"),
+        ({**sandbox_overridden, "overrideReason": {"reason": "stopped"}}, "overrideReason"),
+        ({**sandbox_overridden, "acceptedSuggestions": [{"id": "s"}]}, "cannot have accepted suggestions"),
+    ]
+    for body, message in bad:
+        with pytest.raises(InvalidFeedback, match=message):
+            feedback_item(body)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,36 +11,11 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
 from cds_service.evaluate import evaluate
+from fhir_fixtures import FIXTURES, load, scenario_names, shifted, with_fhir_server
 from tests.support import assert_no_empty_values, assert_valid, open_settings
-from tests.support.live import LiveServer
+from tests.support.live import LiveServer, closed_port
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fhir_fixtures"
-SCENARIOS = sorted(p.parent.name for p in FIXTURES.glob("*/expected.json"))
-_DAY = re.compile(r"^(\d{4}-\d{2}-\d{2})(T.*)?$")
-
-
-def load(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    folder = FIXTURES / name
-    request = json.loads((folder / "request.json").read_text(encoding="utf-8"))
-    expected = json.loads((folder / "expected.json").read_text(encoding="utf-8"))
-    return request, expected
-
-
-def shifted(value: Any, days: int) -> Any:
-    """Moves every FHIR date/dateTime by ``days``, keeping times and offsets."""
-    if isinstance(value, dict):
-        return {k: shifted(v, days) for k, v in value.items()}
-    if isinstance(value, list):
-        return [shifted(v, days) for v in value]
-    if isinstance(value, str):
-        match = _DAY.match(value)
-        if match:
-            try:
-                moved = date.fromisoformat(match.group(1)) + timedelta(days=days)
-            except ValueError:
-                return value
-            return moved.isoformat() + (match.group(2) or "")
-    return value
+SCENARIOS = scenario_names()
 
 
 def resolve(expected: Any, reference: date) -> Any:
@@ -143,9 +117,10 @@ def test_fixture_over_http(name: str, live_server: LiveServer) -> None:
     request, expected = load(name)
     reference = date.fromisoformat(expected["reference_date"])
     today = datetime.now(UTC).date()
-    body = shifted(request, (today - reference).days)
-    with live_server.client() as http:
-        response = http.post(f"/cds-services/naltrexone-{expected['hook']}", json=body)
+    with closed_port() as port:
+        body = with_fhir_server(shifted(request, (today - reference).days), f"http://127.0.0.1:{port}")
+        with live_server.client() as http:
+            response = http.post(f"/cds-services/naltrexone-{expected['hook']}", json=body)
     assert response.status_code == expected["status"], response.text
     assert_valid("CdsResponse", response.json())
     assert_no_empty_values(response.json())
@@ -156,5 +131,6 @@ def test_fixture_over_http(name: str, live_server: LiveServer) -> None:
 def test_fixture_with_the_evaluate_command_as_of_its_reference_date(name: str) -> None:
     request, expected = load(name)
     reference = date.fromisoformat(expected["reference_date"])
-    raw = json.dumps(request).encode()
-    check(evaluate(raw, settings=open_settings(), today=reference), expected, reference)
+    with closed_port() as port:
+        raw = json.dumps(with_fhir_server(request, f"http://127.0.0.1:{port}")).encode()
+        check(evaluate(raw, settings=open_settings(), today=reference), expected, reference)

@@ -1,6 +1,9 @@
-"""The audit trail: cards issued, feedback on them, and the JWT replay cache (SQLite or PostgreSQL)."""
+"""The audit trail: cards issued, feedback on them, and the JWT ids seen (SQLite or PostgreSQL).
 
-from cds_service.store.store import (
+``repository.Store`` is the only code that speaks SQL; ``records`` are the values it reads and writes.
+"""
+
+from cds_service.store.records import (
     FeedbackItem,
     FeedbackRejected,
     FeedbackResult,
@@ -9,17 +12,14 @@ from cds_service.store.store import (
     IssuedCard,
     OverrideReason,
     ReasonCount,
-    ReportFormat,
     ReportRow,
-    Store,
     StoreError,
     StoreUnavailable,
     UnknownCard,
     UnknownSuggestion,
     WrongService,
-    render_report,
-    sqlite_url,
 )
+from cds_service.store.repository import Store, sqlite_url
 
 __all__ = [
     "FeedbackItem",
@@ -30,7 +30,6 @@ __all__ = [
     "IssuedCard",
     "OverrideReason",
     "ReasonCount",
-    "ReportFormat",
     "ReportRow",
     "Store",
     "StoreError",
@@ -38,6 +37,5 @@ __all__ = [
     "UnknownCard",
     "UnknownSuggestion",
     "WrongService",
-    "render_report",
     "sqlite_url",
 ]

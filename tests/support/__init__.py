@@ -6,14 +6,27 @@ modules of this package; FHIR resources and hook requests are built by ``fhir_fi
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from cds_service import contract
+from cds_service.resources import default_rules_dir
 from cds_service.settings import Settings
 
 # Every clinical test runs "as of" this instant unless it says otherwise.
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+RULES = default_rules_dir()
+
+
+def copy_rules(tmp_path: Path) -> Path:
+    """A copy of the rules directory, for a test that edits it."""
+    target = tmp_path / "rules"
+    shutil.copytree(RULES, target)
+    return target
 
 
 def open_settings(**overrides: Any) -> Settings:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import multiprocessing
 import time
@@ -24,7 +22,6 @@ from sqlalchemy.engine import make_url
 from cds_service.store import (
     FeedbackItem,
     FeedbackResult,
-    InvalidFeedback,
     Issuance,
     IssuedCard,
     OverrideReason,
@@ -35,7 +32,6 @@ from cds_service.store import (
     UnknownCard,
     UnknownSuggestion,
     WrongService,
-    render_report,
     sqlite_url,
 )
 from cds_service.store.models import Base
@@ -343,40 +339,6 @@ def test_accepting_a_suggestion_the_card_did_not_offer_is_rejected(store: Store,
     assert feedback_rows(migrated_url) == []
 
 
-def test_feedback_items_are_read_from_cds_hooks_json() -> None:
-    spec_accepted = {
-        "card": "card-1",
-        "outcome": "accepted",
-        "acceptedSuggestions": [{"id": "sugg-1"}],
-        "outcomeTimestamp": "2026-11-22T12:00:00Z",
-    }
-    sandbox_overridden = {
-        "card": "card-2",
-        "outcome": "overridden",
-        "overrideReason": {
-            "reason": {"code": "opioid-stopped", "system": OVERRIDE_SYSTEM},
-            "userComment": "ok",
-        },
-        "outcomeTimestamp": "2026-11-22T13:00:00.5+01:00",
-    }
-    assert FeedbackItem.from_json(spec_accepted) == FeedbackItem("card-1", "accepted", T0, ("sugg-1",))
-    item = FeedbackItem.from_json(sandbox_overridden)
-    assert item.override_reason == OverrideReason(OVERRIDE_SYSTEM, "opioid-stopped", None)
-    assert item.user_comment == "ok" and item.outcome_timestamp == T0 + timedelta(microseconds=500000)
-    bad: list[tuple[dict[str, Any], str]] = [
-        ({**spec_accepted, "card": ""}, "without a card uuid"),
-        ({**spec_accepted, "outcome": "ignored"}, "accepted or overridden"),
-        ({**spec_accepted, "outcomeTimestamp": "2026-11-22T12:00:00"}, "outcomeTimestamp"),
-        ({**spec_accepted, "outcomeTimestamp": "yesterday"}, "outcomeTimestamp"),
-        ({**spec_accepted, "acceptedSuggestions": ["sugg-1"]}, "acceptedSuggestions"),
-        ({**sandbox_overridden, "overrideReason": {"reason": "stopped"}}, "overrideReason"),
-        ({**sandbox_overridden, "acceptedSuggestions": [{"id": "s"}]}, "cannot have accepted suggestions"),
-    ]
-    for body, message in bad:
-        with pytest.raises(InvalidFeedback, match=message):
-            FeedbackItem.from_json(body)
-
-
 def test_concurrent_feedback_from_several_processes_loses_nothing_and_duplicates_nothing(
     store: Store, migrated_url: str
 ) -> None:
@@ -554,44 +516,6 @@ def test_report_counts_against_a_known_history(store: Store) -> None:
     assert store.report(T0, T0 + 7 * day, top=1)[0].top_override_reasons == (stopped,)
     assert store.report(T0, T0 + 7 * day, service_id=OTHER_SERVICE) == rows[1:]
     assert store.report(T0 + 30 * day, T0 + 31 * day) == []
-
-    table = render_report(rows, "table")
-    lines = table.splitlines()
-    assert lines[0].startswith("rule") and lines[0].endswith("no feedback  top override reasons")
-    assert lines[2].split()[:5] == ["opioid-active", "6", "2", "4", "0"]
-    assert "opioid-stopped (2), record-out-of-date (1), (no reason given) (1)" in lines[2]
-    assert lines[-1].split() == ["total", "9", "2", "5", "2"]
-    as_json = json.loads(render_report(rows, "json"))
-    assert as_json[1] == {
-        "rule_id": "test-dose",
-        "issued": 3,
-        "accepted": 0,
-        "overridden": 1,
-        "no_feedback": 2,
-        "top_override_reasons": [
-            {"system": OVERRIDE_SYSTEM, "code": "supervised-induction", "display": "supervised induction"}
-            | {"count": 1}
-        ],
-    }
-    as_csv = list(csv.DictReader(io.StringIO(render_report(rows, "csv"))))
-    assert as_csv[0] == {
-        "rule_id": "opioid-active",
-        "issued": "6",
-        "accepted": "2",
-        "overridden": "4",
-        "no_feedback": "0",
-        "top_override_reasons": "opioid-stopped=2; record-out-of-date=1; =1",
-    }
-
-
-def test_an_empty_report_renders_in_every_format() -> None:
-    assert render_report([], "table") == "No cards were issued in this period.\n"
-    assert json.loads(render_report([], "json")) == []
-    assert render_report([], "csv").splitlines() == [
-        "rule_id,issued,accepted,overridden,no_feedback,top_override_reasons"
-    ]
-    with pytest.raises(ValueError, match="unknown report format"):
-        render_report([], "xml")  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------------ configuration

@@ -35,24 +35,21 @@ latest outcome.
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
 import hmac
-import io
-import json
 import math
 import os
 import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from alembic import command
 from sqlalchemy import (
@@ -79,253 +76,28 @@ from cds_service.store.models import (
     SeenJwtIdRow,
     UTCDateTime,
 )
+from cds_service.store.records import (
+    MIN_SECRET_BYTES,
+    FeedbackItem,
+    FeedbackResult,
+    IdentifierKind,
+    Issuance,
+    OverrideReason,
+    ReasonCount,
+    ReportRow,
+    StoreError,
+    StoreUnavailable,
+    UnknownCard,
+    UnknownSuggestion,
+    WrongService,
+    short,
+)
 
-Outcome = Literal["accepted", "overridden"]
-OUTCOMES: tuple[Outcome, ...] = ("accepted", "overridden")
-ReportFormat = Literal["table", "json", "csv"]
-IdentifierKind = Literal["patient", "user"]
-
-MIN_SECRET_BYTES = 16
 _JTI_PURGE_INTERVAL_S = 60.0
 _READ_ONLY = "naltrexone_cds_read_only"
-_MAX_NAMED = 5
-
 # Engines a forked process inherited from its parent: kept referenced, never used nor closed, so that
 # garbage collection in the child does not touch connections that belong to the parent.
 _INHERITED_ENGINES: list[Engine] = []
-
-
-# --------------------------------------------------------------------------------------------- errors
-
-
-class StoreError(Exception):
-    """Base of the errors raised by the store."""
-
-
-class StoreUnavailable(StoreError):
-    """The database cannot be reached or used right now (connection refused, timeout, file not writable,
-    schema missing).  Nothing of the operation was recorded; the HTTP layer answers 503."""
-
-
-class FeedbackRejected(StoreError):
-    """Feedback the store will not record (the client's fault: a 4xx).  Nothing of the batch was recorded."""
-
-    def __init__(self, message: str, card_uuid: str) -> None:
-        super().__init__(message)
-        self.card_uuid = card_uuid
-
-
-class InvalidFeedback(FeedbackRejected):
-    """A feedback item that is malformed or contradicts itself."""
-
-
-class UnknownCard(FeedbackRejected):
-    """Feedback names a card uuid this service never issued (or whose audit record was never written)."""
-
-    def __init__(self, card_uuids: Sequence[str]) -> None:
-        super().__init__(f"unknown card uuid: {_names(card_uuids)}", card_uuids[0])
-        self.card_uuids = tuple(card_uuids)
-
-
-class WrongService(FeedbackRejected):
-    """Feedback sent to one service about a card issued by another."""
-
-    def __init__(self, card_uuid: str, service_id: str, issued_by: str) -> None:
-        super().__init__(
-            f"card {_short(card_uuid)} was issued by service {issued_by!r}, not {service_id!r}", card_uuid
-        )
-        self.service_id = service_id
-        self.issued_by = issued_by
-
-
-class UnknownSuggestion(FeedbackRejected):
-    """An accepted suggestion id that the card did not offer."""
-
-    def __init__(self, card_uuid: str, suggestion_id: str) -> None:
-        super().__init__(
-            f"card {_short(card_uuid)} offered no suggestion with uuid {_short(suggestion_id)}", card_uuid
-        )
-        self.suggestion_id = suggestion_id
-
-
-def _short(value: str, limit: int = 100) -> str:
-    return value if len(value) <= limit else value[:limit] + "…"
-
-
-def _names(values: Sequence[str]) -> str:
-    shown = ", ".join(_short(v) for v in values[:_MAX_NAMED])
-    return shown + (f" and {len(values) - _MAX_NAMED} more" if len(values) > _MAX_NAMED else "")
-
-
-# ---------------------------------------------------------------------------------------- value types
-
-
-@dataclass(frozen=True, slots=True)
-class IssuedCard:
-    """A card as returned to the client: what the audit keeps of it."""
-
-    uuid: str
-    rule_id: str
-    indicator: str
-    suggestion_uuids: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Issuance:
-    """One hook call's answer.  ``patient_id``/``user_id`` are hashed before they reach the database."""
-
-    hook: str
-    service_id: str
-    hook_instance: str
-    patient_id: str | None
-    user_id: str | None
-    rules_version: str
-    cards: tuple[IssuedCard, ...]
-    issued_at: datetime | None = None  # default: the store's clock
-
-
-@dataclass(frozen=True, slots=True)
-class OverrideReason:
-    """The coded override reason (``overrideReason.reason``)."""
-
-    system: str | None = None
-    code: str | None = None
-    display: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class FeedbackItem:
-    """One item of a CDS Hooks 2.0.1 feedback request."""
-
-    card_uuid: str
-    outcome: Outcome
-    outcome_timestamp: datetime
-    accepted_suggestions: tuple[str, ...] = ()
-    override_reason: OverrideReason | None = None
-    user_comment: str | None = None
-
-    def __post_init__(self) -> None:
-        if not self.card_uuid:
-            raise InvalidFeedback("feedback item without a card uuid", "")
-        if self.outcome not in OUTCOMES:
-            raise InvalidFeedback(
-                f"card {_short(self.card_uuid)}: outcome must be accepted or overridden, not "
-                f"{_short(str(self.outcome))!r}",
-                self.card_uuid,
-            )
-        if self.outcome_timestamp.tzinfo is None:
-            raise InvalidFeedback(
-                f"card {_short(self.card_uuid)}: outcomeTimestamp has no UTC offset", self.card_uuid
-            )
-        if self.outcome == "overridden" and self.accepted_suggestions:
-            raise InvalidFeedback(
-                f"card {_short(self.card_uuid)}: an overridden card cannot have accepted suggestions",
-                self.card_uuid,
-            )
-
-    @property
-    def fingerprint(self) -> str:
-        """What makes two items "the same" (the card uuid aside): see the module docstring."""
-        reason = self.override_reason or OverrideReason()
-        canonical = [
-            self.outcome,
-            self.outcome_timestamp.astimezone(UTC).isoformat(timespec="microseconds"),
-            sorted(set(self.accepted_suggestions)),
-            reason.system,
-            reason.code,
-            self.user_comment,
-        ]
-        return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
-
-    @classmethod
-    def from_json(cls, item: Mapping[str, Any]) -> FeedbackItem:
-        """Build an item from the JSON of ``feedback[i]``; ``InvalidFeedback`` says what is wrong."""
-        card = item.get("card")
-        if not isinstance(card, str) or not card:
-            raise InvalidFeedback("feedback item without a card uuid (`card`)", "")
-        outcome = item.get("outcome")
-        if outcome not in OUTCOMES:
-            raise InvalidFeedback(f"card {_short(card)}: `outcome` must be accepted or overridden", card)
-        stamp = item.get("outcomeTimestamp")
-        try:
-            timestamp = datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
-        except ValueError:
-            timestamp = None
-        if timestamp is None or timestamp.tzinfo is None:
-            raise InvalidFeedback(
-                f"card {_short(card)}: `outcomeTimestamp` must be an RFC 3339 date-time with offset", card
-            )
-        accepted = item.get("acceptedSuggestions") or []
-        if not isinstance(accepted, list) or not all(
-            isinstance(s, Mapping) and isinstance(s.get("id"), str) for s in accepted
-        ):
-            raise InvalidFeedback(
-                f"card {_short(card)}: `acceptedSuggestions` must be [{{'id': uuid}}]", card
-            )
-        override = item.get("overrideReason") or {}
-        reason = override.get("reason") if isinstance(override, Mapping) else None
-        comment = override.get("userComment") if isinstance(override, Mapping) else None
-        if not isinstance(override, Mapping) or not isinstance(reason, Mapping | None):
-            raise InvalidFeedback(f"card {_short(card)}: `overrideReason` must be an object", card)
-        coding = None
-        if reason is not None:
-            fields = [reason.get(k) for k in ("system", "code", "display")]
-            if not all(isinstance(f, str | None) for f in fields):
-                raise InvalidFeedback(f"card {_short(card)}: `overrideReason.reason` must be a Coding", card)
-            coding = OverrideReason(*cast(list[str | None], fields))
-        if not isinstance(comment, str | None):
-            raise InvalidFeedback(f"card {_short(card)}: `overrideReason.userComment` must be text", card)
-        return cls(
-            card_uuid=card,
-            outcome=cast(Outcome, outcome),
-            outcome_timestamp=timestamp,
-            accepted_suggestions=tuple(s["id"] for s in accepted),
-            override_reason=coding,
-            user_comment=comment,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class FeedbackResult:
-    """Per item, in request order: ``recorded`` (new) or ``duplicate`` (already held, not stored again)."""
-
-    outcomes: tuple[Literal["recorded", "duplicate"], ...]
-
-    @property
-    def recorded(self) -> int:
-        return self.outcomes.count("recorded")
-
-    @property
-    def duplicates(self) -> int:
-        return self.outcomes.count("duplicate")
-
-
-@dataclass(frozen=True, slots=True)
-class ReasonCount:
-    """How many cards of a rule were (last) overridden with this reason; no code: none was given."""
-
-    system: str | None
-    code: str | None
-    display: str | None
-    count: int
-
-    @property
-    def label(self) -> str:
-        return self.code or "(no reason given)"
-
-
-@dataclass(frozen=True, slots=True)
-class ReportRow:
-    """One rule over the report's period.  ``issued == accepted + overridden + no_feedback``: a card is
-    counted by its latest outcome (by outcome timestamp)."""
-
-    rule_id: str
-    issued: int
-    accepted: int
-    overridden: int
-    no_feedback: int
-    top_override_reasons: tuple[ReasonCount, ...]
-
 
 # ----------------------------------------------------------------------------------------------- store
 
@@ -537,7 +309,7 @@ class Store:
                 raise
             cause = getattr(exc, "orig", None) or exc
             reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-            raise StoreUnavailable(f"{action}: audit database unavailable ({_short(reason, 200)})") from exc
+            raise StoreUnavailable(f"{action}: audit database unavailable ({short(reason, 200)})") from exc
 
     def _insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
         return sqlite.insert(table) if self.backend == "sqlite" else postgresql.insert(table)
@@ -782,51 +554,3 @@ class Store:
             )
         rows.sort(key=lambda row: (-row.issued, row.rule_id))
         return rows
-
-
-# -------------------------------------------------------------------------------------------- rendering
-
-_COLUMNS = ("rule", "issued", "accepted", "overridden", "no feedback", "top override reasons")
-
-
-def _reasons_text(row: ReportRow) -> str:
-    return ", ".join(f"{reason.label} ({reason.count})" for reason in row.top_override_reasons)
-
-
-def render_report(rows: Sequence[ReportRow], fmt: ReportFormat = "table") -> str:
-    """The report as a text table (with a total line), as JSON (a list of objects) or as CSV."""
-    if fmt == "json":
-        return json.dumps([asdict(row) for row in rows], indent=2, ensure_ascii=False) + "\n"
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(
-            ["rule_id", "issued", "accepted", "overridden", "no_feedback", "top_override_reasons"]
-        )
-        for row in rows:
-            reasons = "; ".join(f"{r.code or ''}={r.count}" for r in row.top_override_reasons)
-            writer.writerow([row.rule_id, row.issued, row.accepted, row.overridden, row.no_feedback, reasons])
-        return out.getvalue()
-    if fmt != "table":
-        raise ValueError(f"unknown report format {fmt!r}: table, json or csv")
-    if not rows:
-        return "No cards were issued in this period.\n"
-    body = [
-        [row.rule_id, str(row.issued), str(row.accepted), str(row.overridden), str(row.no_feedback), reasons]
-        for row in rows
-        for reasons in [_reasons_text(row)]
-    ]
-    total = [sum(getattr(row, name) for row in rows) for name in ("issued", "accepted", "overridden")]
-    no_feedback = sum(row.no_feedback for row in rows)
-    body.append(["total", *(str(n) for n in total), str(no_feedback), ""])
-    widths = [max(len(line[i]) for line in [list(_COLUMNS), *body]) for i in range(len(_COLUMNS))]
-
-    def line(cells: Sequence[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        numbers = [cell.rjust(width) for cell, width in zip(cells[1:5], widths[1:5], strict=True)]
-        return "  ".join([first, *numbers, cells[5]]).rstrip()
-
-    rule = "  ".join("-" * w for w in widths[:5]) + "  " + "-" * widths[5]
-    return (
-        "\n".join([line(_COLUMNS), rule, *(line(cells) for cells in body[:-1]), rule, line(body[-1])]) + "\n"
-    )

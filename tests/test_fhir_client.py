@@ -19,7 +19,7 @@ from flask import Flask
 
 from cds_service import create_app
 from cds_service.resources import default_rules_dir
-from cds_service.urls import within
+from fhir_fixtures import FIXTURES
 from fhir_fixtures import as_of_today as fixture_request
 from fhir_fixtures import clinical as c
 from fhir_fixtures.requests import PREFETCH_KEYS, service_path
@@ -30,7 +30,6 @@ from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.live
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fhir_fixtures"
 SAME_CARDS_SCENARIOS = [
     "opioid-active-prescription",
     "opioid-recent-dispense",
@@ -193,25 +192,6 @@ def test_a_fhir_server_off_the_allowlist_is_not_queried_and_counts_as_unreachabl
     assert codes["opioid-history-unverified"] == "warning"
     assert codes["patient-data-unverified"] == "warning"
     assert len(faults.hits) == before
-
-
-@pytest.mark.parametrize(
-    ("url", "base", "inside"),
-    [
-        ("https://ehr.example.org/fhir", "https://ehr.example.org/fhir", True),
-        ("https://ehr.example.org/fhir/", "https://ehr.example.org/fhir", True),
-        ("https://ehr.example.org/fhir/r4", "https://ehr.example.org/fhir/", True),
-        ("https://EHR.example.org/fhir", "https://ehr.example.org", True),
-        ("https://ehr.example.org.evil.test/fhir", "https://ehr.example.org", False),
-        ("https://ehr.example.org/fhir-evil", "https://ehr.example.org/fhir", False),
-        ("https://ehr.example.org:8443/fhir", "https://ehr.example.org/fhir", False),
-        ("http://ehr.example.org/fhir", "https://ehr.example.org/fhir", False),
-        ("https://user@evil.test/ehr.example.org", "https://ehr.example.org", False),
-        ("not a url", "https://ehr.example.org", False),
-    ],
-)
-def test_a_url_is_within_a_base_url_by_host_and_path_segment(url: str, base: str, inside: bool) -> None:
-    assert within(url, base) is inside
 
 
 def test_no_token_is_sent_when_the_request_has_none(faults: FaultServer) -> None:

@@ -15,7 +15,9 @@ import yaml
 from cds_service.facts.result_text import ResultVocabulary
 from cds_service.resources import default_rules_dir
 
-CORPUS = yaml.safe_load((Path(__file__).parent / "data" / "result_phrases.yaml").read_text(encoding="utf-8"))
+CORPUS = yaml.safe_load(
+    (Path(__file__).parents[1] / "data" / "result_phrases.yaml").read_text(encoding="utf-8")
+)
 WORDS = ResultVocabulary.load(default_rules_dir() / "result_words.yaml")
 OPIATES_SCREEN = WORDS.analytes_named(["Opiates [Presence] in Urine by Screen method"])
 

@@ -1,4 +1,5 @@
-"""Facts from each FHIR shape: what a medication is, its dose and timing, exposures, results, diagnoses."""
+"""What a medication is (classification, every opioid ingredient), how much and when (dosing), and
+when the patient was last exposed."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from cds_service.facts.conditions import allergies_to, current_diagnoses
 from cds_service.facts.medications import (
     ProductClass,
     classify,
@@ -16,22 +16,13 @@ from cds_service.facts.medications import (
     exposures,
     medication_of,
 )
-from cds_service.facts.observations import (
-    bilirubin_results,
-    enzyme_results,
-    findings_in,
-    naloxone_challenges,
-    read_result,
-)
 from cds_service.fhir import parse_day
-from cds_service.pipeline import default_knowledge
 from fhir_fixtures import clinical as c
+from fhir_fixtures.requests import RXNORM
+from tests.support.derivations import POLICY, TERMS
 
-KNOWLEDGE = default_knowledge()
-TERMS = KNOWLEDGE.terminology
-POLICY = KNOWLEDGE.policy
 TODAY = c.TODAY
-RX = c.RXNORM if hasattr(c, "RXNORM") else "http://www.nlm.nih.gov/research/umls/rxnorm"
+RX = RXNORM
 
 
 def product_of(resource: dict[str, Any], medications: dict[str, Any] | None = None) -> Any:
@@ -402,271 +393,6 @@ def test_stale_active_prescription_is_current_by_policy() -> None:
 def test_active_prescription_ended_inside_the_washout_dates_the_last_exposure() -> None:
     found = exposure(c.medication_request(c.OXYCODONE, authored=-10, supply_days=5))
     assert not found.current and found.end == date(2026, 11, 16)
-
-
-# ---------------------------------------------------------------------------------- results
-
-
-@pytest.mark.parametrize(
-    ("extra", "result"),
-    [
-        ({"valueString": "POS"}, "positive"),
-        ({"valueString": "Negative"}, "negative"),
-        ({"valueString": "not detected"}, "negative"),
-        ({"valueCodeableConcept": {"coding": [{"system": c.SNOMED, "code": "10828004"}]}}, "positive"),
-        ({"valueCodeableConcept": {"coding": [{"system": c.LOINC, "code": "LA6577-6"}]}}, "negative"),
-        ({"valueCodeableConcept": {"text": "Detected"}}, "positive"),
-        (
-            {
-                "interpretation": [
-                    {
-                        "coding": [
-                            {
-                                "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
-                                "code": "POS",
-                            }
-                        ]
-                    }
-                ],
-                "valueString": "see report",
-            },
-            "positive",
-        ),
-        (
-            {"valueQuantity": {"value": 450, "unit": "ng/mL"}, "referenceRange": [{"high": {"value": 300}}]},
-            "positive",
-        ),
-        (
-            {"valueQuantity": {"value": 20, "unit": "ng/mL"}, "referenceRange": [{"high": {"value": 300}}]},
-            "negative",
-        ),
-        # a concentration is reported when the drug was found
-        ({"valueQuantity": {"value": 450, "unit": "ng/mL"}}, "positive"),
-        ({"valueQuantity": {"value": 100, "unit": "ng/mL", "comparator": "<"}}, "negative"),
-        ({"valueString": "see scanned report"}, "unreadable"),
-        ({"valueString": "AMP-, THC+, OPI-, FEN+"}, "positive"),
-        ({"valueString": "AMP-, THC+, OPI-, FEN-"}, "negative"),
-        ({"valueString": "NEG DILUTE"}, "unreadable"),
-        ({"valueBoolean": True}, "positive"),
-        # positive anywhere wins over a negative flag
-        (
-            {"valueString": "FEN POS", "interpretation": [{"coding": [{"system": c.V3, "code": "NEG"}]}]},
-            "positive",
-        ),
-        ({"interpretation": [{"coding": [{"system": c.V3, "code": "IND"}]}]}, "unreadable"),
-        ({"dataAbsentReason": {"text": "not performed"}}, None),
-    ],
-)
-def test_reading_a_screen_result(extra: dict[str, Any], result: str | None) -> None:
-    observation = c.observation("19295-5", "Opiates screen", when=-1, **extra)
-    reading = read_result(observation, TERMS)
-    assert (reading.result if reading else None) == result
-
-
-def test_a_screen_is_read_per_analyte() -> None:
-    observation = c.observation("19295-5", "Opiates screen", when=-1, valueString="OPI neg, FEN pos, OXY neg")
-    reading = read_result(observation, TERMS)
-    assert reading is not None
-    assert dict(reading.analytes) == {"opiates": "negative", "fentanyl": "positive", "oxycodone": "negative"}
-
-
-@pytest.mark.parametrize(
-    ("extra", "result"),
-    [
-        ({"valueString": "Not passed - withdrawal seen"}, "positive"),
-        ({"valueString": "withdrawal signs: none"}, "negative"),
-        ({"valueBoolean": True}, "unreadable"),
-        ({"valueBoolean": False}, "unreadable"),
-        ({"valueString": "see note"}, "unreadable"),
-    ],
-)
-def test_reading_a_naloxone_challenge(extra: dict[str, Any], result: str) -> None:
-    challenge = c.observation(
-        "naloxone-challenge", "Naloxone challenge", when=-1, system=c.PROJECT_OBSERVATION, **extra
-    )
-    (finding,) = naloxone_challenges([challenge], TERMS)
-    assert finding.result == result
-
-
-def test_screens_exclude_naltrexone_assays_and_uncounted_statuses() -> None:
-    screens = [
-        c.urine_opiates("positive", when=-1),
-        c.observation("19609-7", "Naltrexone [Presence] in Urine", when=-1, valueString="positive"),
-        c.urine_opiates("positive", when=-1, status="cancelled"),
-        c.urine_opiates("positive", when=-1, status="preliminary"),
-    ]
-    found = findings_in(screens, "opioid-urine-screens", TERMS)
-    assert [f.reference for f in found] == [
-        f"Observation/{screens[0]['id']}",
-        f"Observation/{screens[3]['id']}",
-    ]
-
-
-def test_naloxone_challenge_by_project_code_or_by_name() -> None:
-    coded = c.naloxone_challenge("failed", when=-1)
-    named = c.observation(
-        "LOCAL-123", "Naloxone challenge test", when=-2, system="urn:local", valueString="passed"
-    )
-    found = naloxone_challenges([coded, named], TERMS)
-    assert [(f.result, f.day) for f in found] == [
-        ("positive", date(2026, 11, 21)),
-        ("negative", date(2026, 11, 20)),
-    ]
-
-
-def test_liver_tests_as_multiples_of_the_upper_limit() -> None:
-    with_range = enzyme_results([c.alt(120, high=30)], "alt-tests", TERMS, 40)
-    assert with_range[0].uln_multiple == 4.0 and with_range[0].uln_from_lab
-    default = enzyme_results([c.alt(120, high=None)], "alt-tests", TERMS, 40)
-    assert default[0].uln_multiple == 3.0 and not default[0].uln_from_lab
-    spelled = c.lab_value("1742-6", "ALT", 120, "Units/L", when=-2)
-    assert enzyme_results([spelled], "alt-tests", TERMS, 40)[0].uln_multiple == 3.0
-    katal = c.lab_value("1742-6", "ALT", 2.0, "ukat/L", when=-2)
-    assert enzyme_results([katal], "alt-tests", TERMS, 40)[0].uln_multiple == 3.0  # 2 µkat/L = 120 U/L
-    unknown_unit = c.lab_value("1742-6", "ALT", 120, "mg", when=-2)
-    (unreadable,) = enzyme_results([unknown_unit], "alt-tests", TERMS, 40)
-    assert unreadable.result == "unreadable" and unreadable.uln_multiple is None  # said, never "normal"
-    bilirubin = c.lab_value("1975-2", "Bilirubin total", 41.04, "umol/L", when=-3, high=None)
-    assert round(bilirubin_results([bilirubin], TERMS, 1.2)[0].uln_multiple or 0, 2) == 2.0  # 2.4 mg/dL
-
-
-@pytest.mark.parametrize(
-    "unit",
-    ["\u00b5kat/L", "\u03bckat/L", "ukat/L", "µkat/l", "UKAT/L", " µkat / L ", "ukat/L (37 C)"],
-)
-def test_enzyme_units_in_every_spelling(unit: str) -> None:
-    katal = c.lab_value("1742-6", "ALT", 2.0, unit, when=-2)
-    assert enzyme_results([katal], "alt-tests", TERMS, 40)[0].uln_multiple == 3.0  # 2 µkat/L = 120 U/L
-
-
-# ---------------------------------------------------------------------------------- conditions
-
-
-@pytest.mark.parametrize(
-    ("clinical", "verification", "counts"),
-    [
-        ("active", None, True),
-        ("recurrence", "confirmed", True),
-        (None, None, True),
-        ("resolved", None, False),
-        ("inactive", None, False),
-        ("active", "refuted", False),
-        ("active", "entered-in-error", False),
-        ("active", "provisional", True),
-    ],
-)
-def test_condition_status(clinical: str | None, verification: str | None, counts: bool) -> None:
-    condition = c.condition(
-        c.ICD10, "F11.20", "Opioid dependence", clinical=clinical, verification=verification
-    )
-    assert bool(current_diagnoses([condition], "opioid-use-disorder", TERMS)) is counts
-
-
-@pytest.mark.parametrize(
-    ("system", "code"),
-    [
-        (c.ICD10, "F11.21"),
-        (c.ICD10, "F1121"),
-        ("urn:oid:2.16.840.1.113883.6.90", "F11.20"),
-        (c.SNOMED, "75544000"),
-    ],
-)
-def test_condition_codes_in_the_forms_ehrs_send(system: str, code: str) -> None:
-    condition = c.condition(system, code, "opioid use disorder")
-    assert current_diagnoses([condition], "opioid-use-disorder", TERMS)
-
-
-@pytest.mark.parametrize(
-    ("allergy", "counts"),
-    [
-        (c.allergy(c.rx("7243", "naltrexone")), True),
-        (c.allergy({"text": "Naltrexone (ReVia)"}), True),
-        (c.allergy({"text": "nuts"}) | {"reaction": [{"substance": {"text": "naltrexone"}}]}, True),
-        (c.allergy(c.rx("7243", "naltrexone"), verification="refuted"), False),
-        (c.allergy(c.rx("7243", "naltrexone"), clinical="inactive"), False),
-        (c.allergy({"text": "naloxone"}), False),
-    ],
-)
-def test_naltrexone_allergy(allergy: dict[str, Any], counts: bool) -> None:
-    assert bool(allergies_to([allergy], "naltrexone-allergens", "naltrexone", TERMS)) is counts
-
-
-@pytest.mark.parametrize(
-    ("extra", "intolerance_only"),
-    [
-        (
-            {
-                "type": "intolerance",
-                "criticality": "low",
-                "reaction": [{"manifestation": [{"text": "nausea"}]}],
-            },
-            True,
-        ),
-        (
-            {
-                "type": "intolerance",
-                "reaction": [{"manifestation": [{"text": "headache"}], "severity": "mild"}],
-            },
-            True,
-        ),
-        ({"type": "intolerance", "criticality": "high"}, False),
-        ({"type": "intolerance", "reaction": [{"manifestation": [{"text": "Urticaria"}]}]}, False),
-        (
-            {
-                "type": "intolerance",
-                "reaction": [{"manifestation": [{"text": "vomiting"}], "severity": "severe"}],
-            },
-            False,
-        ),
-        (
-            {"type": "allergy", "criticality": "low", "reaction": [{"manifestation": [{"text": "nausea"}]}]},
-            False,
-        ),
-        ({}, False),
-    ],
-)
-def test_intolerance_is_not_hypersensitivity(extra: dict[str, Any], intolerance_only: bool) -> None:
-    entry = c.allergy(c.rx("7243", "naltrexone"))
-    entry.update(extra)
-    (found,) = allergies_to([entry], "naltrexone-allergens", "naltrexone", TERMS)
-    assert found.intolerance_only is intolerance_only
-
-
-@pytest.mark.parametrize(
-    ("code", "counts"),
-    [
-        ({"text": "Naloxone"}, True),
-        ({"text": "NARCAN nasal spray"}, True),
-        (c.rx("7242", "naloxone"), True),
-        ({"text": "nalmefene (Opvee)"}, True),
-        ({"text": "naltrexone"}, False),
-        (c.rx("1010603", "buprenorphine 2 MG / naloxone 0.5 MG Sublingual Film [Suboxone]"), False),
-    ],
-)
-def test_naloxone_allergy(code: dict[str, Any], counts: bool) -> None:
-    found = allergies_to([c.allergy(code)], "naloxone-allergens", "naloxone_allergen", TERMS)
-    assert bool(found) is counts
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("2026-11-22", date(2026, 11, 22)),
-        ("2026-11", date(2026, 11, 1)),
-        ("2026", date(2026, 1, 1)),
-        # a timestamp counts on its own calendar day, whatever its offset (issue 11, time zones)
-        ("2026-11-22T23:30:00-05:00", date(2026, 11, 22)),
-        ("2026-11-22T00:30:00+14:00", date(2026, 11, 22)),
-        ("2026-11-22T23:59:59-12:00", date(2026, 11, 22)),
-        ("0001-01-01T00:00:00+14:00", None),
-        ("9999-12-31T23:59:59-14:00", None),
-        ("2026-11-22T10:00:00Z", date(2026, 11, 22)),
-        ("not a date", None),
-        (20261122, None),
-    ],
-)
-def test_dates(value: Any, expected: date | None) -> None:
-    assert parse_day(value) == expected
 
 
 # ------------------------------------------------------------------------- opioid coverage by ingredient

@@ -1,0 +1,119 @@
+"""Diagnoses and allergies: clinical and verification status, the code forms EHRs send, intolerance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cds_service.facts.conditions import allergies_to, current_diagnoses
+from fhir_fixtures import clinical as c
+from tests.support.derivations import TERMS
+
+# ---------------------------------------------------------------------------------- conditions
+
+
+@pytest.mark.parametrize(
+    ("clinical", "verification", "counts"),
+    [
+        ("active", None, True),
+        ("recurrence", "confirmed", True),
+        (None, None, True),
+        ("resolved", None, False),
+        ("inactive", None, False),
+        ("active", "refuted", False),
+        ("active", "entered-in-error", False),
+        ("active", "provisional", True),
+    ],
+)
+def test_condition_status(clinical: str | None, verification: str | None, counts: bool) -> None:
+    condition = c.condition(
+        c.ICD10, "F11.20", "Opioid dependence", clinical=clinical, verification=verification
+    )
+    assert bool(current_diagnoses([condition], "opioid-use-disorder", TERMS)) is counts
+
+
+@pytest.mark.parametrize(
+    ("system", "code"),
+    [
+        (c.ICD10, "F11.21"),
+        (c.ICD10, "F1121"),
+        ("urn:oid:2.16.840.1.113883.6.90", "F11.20"),
+        (c.SNOMED, "75544000"),
+    ],
+)
+def test_condition_codes_in_the_forms_ehrs_send(system: str, code: str) -> None:
+    condition = c.condition(system, code, "opioid use disorder")
+    assert current_diagnoses([condition], "opioid-use-disorder", TERMS)
+
+
+@pytest.mark.parametrize(
+    ("allergy", "counts"),
+    [
+        (c.allergy(c.rx("7243", "naltrexone")), True),
+        (c.allergy({"text": "Naltrexone (ReVia)"}), True),
+        (c.allergy({"text": "nuts"}) | {"reaction": [{"substance": {"text": "naltrexone"}}]}, True),
+        (c.allergy(c.rx("7243", "naltrexone"), verification="refuted"), False),
+        (c.allergy(c.rx("7243", "naltrexone"), clinical="inactive"), False),
+        (c.allergy({"text": "naloxone"}), False),
+    ],
+)
+def test_naltrexone_allergy(allergy: dict[str, Any], counts: bool) -> None:
+    assert bool(allergies_to([allergy], "naltrexone-allergens", "naltrexone", TERMS)) is counts
+
+
+@pytest.mark.parametrize(
+    ("extra", "intolerance_only"),
+    [
+        (
+            {
+                "type": "intolerance",
+                "criticality": "low",
+                "reaction": [{"manifestation": [{"text": "nausea"}]}],
+            },
+            True,
+        ),
+        (
+            {
+                "type": "intolerance",
+                "reaction": [{"manifestation": [{"text": "headache"}], "severity": "mild"}],
+            },
+            True,
+        ),
+        ({"type": "intolerance", "criticality": "high"}, False),
+        ({"type": "intolerance", "reaction": [{"manifestation": [{"text": "Urticaria"}]}]}, False),
+        (
+            {
+                "type": "intolerance",
+                "reaction": [{"manifestation": [{"text": "vomiting"}], "severity": "severe"}],
+            },
+            False,
+        ),
+        (
+            {"type": "allergy", "criticality": "low", "reaction": [{"manifestation": [{"text": "nausea"}]}]},
+            False,
+        ),
+        ({}, False),
+    ],
+)
+def test_intolerance_is_not_hypersensitivity(extra: dict[str, Any], intolerance_only: bool) -> None:
+    entry = c.allergy(c.rx("7243", "naltrexone"))
+    entry.update(extra)
+    (found,) = allergies_to([entry], "naltrexone-allergens", "naltrexone", TERMS)
+    assert found.intolerance_only is intolerance_only
+
+
+@pytest.mark.parametrize(
+    ("code", "counts"),
+    [
+        ({"text": "Naloxone"}, True),
+        ({"text": "NARCAN nasal spray"}, True),
+        (c.rx("7242", "naloxone"), True),
+        ({"text": "nalmefene (Opvee)"}, True),
+        ({"text": "naltrexone"}, False),
+        (c.rx("1010603", "buprenorphine 2 MG / naloxone 0.5 MG Sublingual Film [Suboxone]"), False),
+    ],
+)
+def test_naloxone_allergy(code: dict[str, Any], counts: bool) -> None:
+    found = allergies_to([c.allergy(code)], "naloxone-allergens", "naloxone_allergen", TERMS)
+    assert bool(found) is counts

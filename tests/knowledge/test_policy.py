@@ -1,0 +1,65 @@
+"""Policy values: overrides change behaviour, bad overrides stop start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cds_service import create_app
+from cds_service.knowledge.policy import PolicyError, load_policy
+from fhir_fixtures import clinical as c
+from tests.support import NOW, RULES, open_settings
+
+
+def test_policy_overrides_change_behaviour(tmp_path: Path) -> None:
+    override = tmp_path / "local-policy.yaml"
+    override.write_text("washout_days_short_acting: 7\ndefault_uln:\n  alt_u_per_l: 33\n")
+    policy = load_policy(RULES, override)
+    assert policy.washout_days_short_acting == 7 and policy.default_uln.alt_u_per_l == 33
+    assert policy.default_uln.ast_u_per_l == 40
+    app = create_app(open_settings(policy_file=override), clock=lambda: NOW)
+    body = c.scenario(c.dispense(c.OXYCODONE, handed=-16, days_supply=8))  # ended 9 days ago
+    codes = {
+        card["source"]["topic"]["code"]
+        for card in app.test_client().post("/cds-services/naltrexone-order-select", json=body).json["cards"]
+    }
+    assert "opioid-recent" not in codes  # 9 >= 7 days
+    default = create_app(open_settings(), clock=lambda: NOW)
+    codes = {
+        card["source"]["topic"]["code"]
+        for card in default.test_client()
+        .post("/cds-services/naltrexone-order-select", json=body)
+        .json["cards"]
+    }
+    assert "opioid-recent" in codes  # 9 < 10 days
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("washout_day_short: 7\n", "unknown policy keys"),
+        ("washout_days_short_acting: seven\n", "must be a whole number"),
+        ("washout_days_short_acting: -1\n", "must be positive"),
+        ("hepatic_contraindication_indicator: info\n", "critical or warning"),
+        ("lft_critical_uln_multiple: 2\n", "must not be below"),
+        ("stale_active_prescription_is_current: maybe\n", "true or false"),
+    ],
+)
+def test_bad_policy_overrides_are_refused(tmp_path: Path, content: str, message: str) -> None:
+    override = tmp_path / "local-policy.yaml"
+    override.write_text(content)
+    with pytest.raises(PolicyError, match=message):
+        load_policy(RULES, override)
+
+
+def test_hepatic_contraindication_severity_is_configurable(tmp_path: Path) -> None:
+    override = tmp_path / "local-policy.yaml"
+    override.write_text("hepatic_contraindication_indicator: warning\n")
+    app = create_app(open_settings(policy_file=override), clock=lambda: NOW)
+    body = c.scenario(c.condition(c.SNOMED, "37871000", "Acute hepatitis"))
+    cards = app.test_client().post("/cds-services/naltrexone-order-select", json=body).json["cards"]
+    hepatic = next(card for card in cards if card["source"]["topic"]["code"] == "hepatic-contraindication")
+    assert hepatic["indicator"] == "warning"
+    codes = {card["source"]["topic"]["code"] for card in cards}
+    assert "lft-needed" not in codes  # still a contraindication for noise control
