@@ -346,8 +346,8 @@ def authentication_cost(request: BenchRequest, *, iterations: int, output: Path 
     each with a fresh ``jti`` (so the replay guard records each one, as in production).
     """
     try:
-        from cds_service.auth import audience_url  # type: ignore[import-not-found, unused-ignore]
-        from cds_service.demo_client import demo_token  # type: ignore[import-not-found, unused-ignore]
+        from cds_service.auth.verify import audience_url
+        from cds_service.demo_client import demo_token
     except ImportError:
         return {"available": False}
     env = {k: v for k, v in service_settings(output).items() if not k.endswith("ALLOW_UNAUTHENTICATED")}

@@ -138,6 +138,30 @@ def demo_token(url: str, lifetime: int) -> None:
     click.echo(sign(url, lifetime_seconds=lifetime))
 
 
+@main.command()
+@click.option(
+    "--readme",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Rewrite the marked block of this README (rules/README.md) instead of printing.",
+)
+def vocabulary(readme: Path | None) -> None:
+    """Print the facts, card placeholders and evidence lists the rule book may use, with their meanings.
+
+    They are declared by the modules of cds_service/facts/; this writes rules/README.md's tables from them.
+    """
+    from cds_service.facts.reference import reference_tables, with_reference_tables
+
+    if readme is None:
+        click.echo(reference_tables(), nl=False)
+        return
+    try:
+        updated = with_reference_tables(readme.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    readme.write_text(updated, encoding="utf-8")
+    click.echo(f"updated {readme}")
+
+
 def _settings() -> Settings:
     try:
         return Settings.from_env()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -301,7 +302,7 @@ def scenario(
 
 
 def ldn_order(
-    dose_mg: float = 1.5, *, when: list[str] | None = ("HS",), text: str | None = None, **extra: Any
+    dose_mg: float = 1.5, *, when: Sequence[str] | None = ("HS",), text: str | None = None, **extra: Any
 ) -> dict[str, Any]:
     repeat: dict[str, Any] = {"frequency": 1, "period": 1, "periodUnit": "d"}
     if when:

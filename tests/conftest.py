@@ -10,8 +10,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from cds_service import create_app
+from cds_service.pipeline import Pipeline
 from cds_service.settings import Settings
-from tests.support import NOW, open_settings
+from tests.support import NOW, open_settings, pipeline_for
 from tests.support.databases import Backend, postgres_reachable
 from tests.support.live import LiveServer
 
@@ -33,6 +34,12 @@ def settings() -> Settings:
 @pytest.fixture
 def app(settings: Settings) -> Flask:
     return create_app(settings, clock=lambda: NOW)
+
+
+@pytest.fixture(scope="session")
+def pipeline() -> Pipeline:
+    """The stages without the HTTP layer, on the open settings and the tests' fixed clock."""
+    return pipeline_for()
 
 
 @pytest.fixture

@@ -1,4 +1,6 @@
-"""Cards as an EHR and a clinician see them: shape, explanations, valid FHIR suggestions, noise control."""
+"""Cards as an EHR and a clinician see them: shape, explanations, valid FHIR suggestions, noise control.
+
+The pipeline is run directly (no Flask); tests/api covers the HTTP layer."""
 
 from __future__ import annotations
 
@@ -7,11 +9,12 @@ from typing import Any
 
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
-from flask import Flask
 
+from cds_service.errors import CdsError
+from cds_service.pipeline import Pipeline
 from fhir_fixtures import clinical as c
-from fhir_fixtures.requests import naltrexone_order, sandbox_hook_bodies, service_path
-from tests.support import assert_no_empty_values, assert_valid
+from fhir_fixtures.requests import naltrexone_order, sandbox_hook_bodies
+from tests.support import answer, by_rule
 from tests.support.rule_cases import CASES, READY
 
 REFERENCE = re.compile(
@@ -20,26 +23,18 @@ REFERENCE = re.compile(
 )
 
 
-def cards(app: Flask, body: dict[str, Any], hook: str = "order-select") -> list[dict[str, Any]]:
-    response = app.test_client().post(service_path(hook), json=body)
-    assert response.status_code == 200, response.json
-    assert_valid("CdsResponse", response.json)
-    assert_no_empty_values(response.json)
-    result: list[dict[str, Any]] = response.json["cards"]
-    return result
+def cards(pipeline: Pipeline, body: dict[str, Any], hook: str = "order-select") -> list[dict[str, Any]]:
+    assert body["hook"] == hook
+    return answer(pipeline, body)
 
 
-def by_rule(result: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {card["source"]["topic"]["code"]: card for card in result}
+def all_cards(pipeline: Pipeline) -> list[dict[str, Any]]:
+    return [card for case in CASES for card in cards(pipeline, case.body, case.hook)]
 
 
-def all_cards(app: Flask) -> list[dict[str, Any]]:
-    return [card for case in CASES for card in cards(app, case.body, case.hook)]
-
-
-def test_every_suggested_resource_is_valid_fhir(app: Flask) -> None:
+def test_every_suggested_resource_is_valid_fhir(pipeline: Pipeline) -> None:
     checked = 0
-    for card in all_cards(app):
+    for card in all_cards(pipeline):
         for suggestion in card.get("suggestions", []):
             for action in suggestion["actions"]:
                 if action["type"] == "delete":
@@ -51,8 +46,8 @@ def test_every_suggested_resource_is_valid_fhir(app: Flask) -> None:
     assert checked > 30
 
 
-def test_cards_name_their_rule_source_and_the_facts_behind_them(app: Flask) -> None:
-    for card in all_cards(app):
+def test_cards_name_their_rule_source_and_the_facts_behind_them(pipeline: Pipeline) -> None:
+    for card in all_cards(pipeline):
         assert len(card["summary"]) < 140
         topic = card["source"]["topic"]
         assert topic["system"] == "http://naltrexone-cds.org/fhir/CodeSystem/rule"
@@ -80,16 +75,16 @@ def test_cards_name_their_rule_source_and_the_facts_behind_them(app: Flask) -> N
     ],
 )
 def test_the_triggering_record_is_named_with_its_reference(
-    app: Flask, rule_id: str, resources: list[dict[str, Any]], reference_type: str
+    pipeline: Pipeline, rule_id: str, resources: list[dict[str, Any]], reference_type: str
 ) -> None:
-    card = by_rule(cards(app, c.scenario(*resources, c.oud())))[rule_id]
+    card = by_rule(cards(pipeline, c.scenario(*resources, c.oud())))[rule_id]
     expected = f"{reference_type}/{resources[0]['id']}"
     assert expected in card["detail"]
 
 
-def test_opioid_active_card_explains_and_offers_to_cancel(app: Flask) -> None:
+def test_opioid_active_card_explains_and_offers_to_cancel(pipeline: Pipeline) -> None:
     oxy = c.medication_request(c.OXYCODONE, authored=-3, supply_days=30)
-    card = by_rule(cards(app, c.scenario(oxy, *READY)))["opioid-active"]
+    card = by_rule(cards(pipeline, c.scenario(oxy, *READY)))["opioid-active"]
     assert "oxycodone" in card["summary"]
     assert (
         f"MedicationRequest/{oxy['id']}, active, ordered {c.day(-3)}, supply to {c.day(26)}" in card["detail"]
@@ -104,9 +99,9 @@ def test_opioid_active_card_explains_and_offers_to_cancel(app: Flask) -> None:
     ]
 
 
-def test_opioid_recent_gives_the_earliest_start_and_moves_it(app: Flask) -> None:
+def test_opioid_recent_gives_the_earliest_start_and_moves_it(pipeline: Pipeline) -> None:
     body = c.scenario(c.dispense(c.OXYCODONE, handed=-10, days_supply=7), *READY)
-    card = by_rule(cards(app, body))["opioid-recent"]
+    card = by_rule(cards(pipeline, body))["opioid-recent"]
     earliest = c.day(6)  # supply ended day -4; 10 opioid-free days
     assert earliest in card["summary"]
     (action,) = card["suggestions"][0]["actions"]
@@ -116,13 +111,13 @@ def test_opioid_recent_gives_the_earliest_start_and_moves_it(app: Flask) -> None
     assert action["resource"]["dispenseRequest"]["validityPeriod"]["start"] == earliest
 
 
-def test_methadone_needs_fourteen_days(app: Flask) -> None:
+def test_methadone_needs_fourteen_days(pipeline: Pipeline) -> None:
     body = c.scenario(c.statement(c.METHADONE, status="completed", start=-90, end=-5), *READY)
-    assert c.day(9) in by_rule(cards(app, body))["opioid-recent"]["summary"]
+    assert c.day(9) in by_rule(cards(pipeline, body))["opioid-recent"]["summary"]
 
 
-def test_test_dose_updates_the_draft_and_creates_the_follow_on(app: Flask) -> None:
-    card = by_rule(cards(app, c.scenario(*READY)))["test-dose"]
+def test_test_dose_updates_the_draft_and_creates_the_follow_on(pipeline: Pipeline) -> None:
+    card = by_rule(cards(pipeline, c.scenario(*READY)))["test-dose"]
     update, create = card["suggestions"][0]["actions"]
     assert update["type"] == "update" and update["resource"]["id"] == "draft-1"
     dose = update["resource"]["dosageInstruction"][0]
@@ -135,9 +130,9 @@ def test_test_dose_updates_the_draft_and_creates_the_follow_on(app: Flask) -> No
     assert "count" not in follow_on["timing"]["repeat"]
 
 
-def test_ldn_suggestions_set_the_step_bedtime_and_compounded_form(app: Flask) -> None:
+def test_ldn_suggestions_set_the_step_bedtime_and_compounded_form(pipeline: Pipeline) -> None:
     order = c.ldn_order(3, when=["MORN"], text="naltrexone 3 mg SR capsule")
-    rules = by_rule(cards(app, c.scenario(order=order)))
+    rules = by_rule(cards(pipeline, c.scenario(order=order)))
     step = rules["ldn-titration"]["suggestions"][0]["actions"][0]["resource"]["dosageInstruction"][0]
     assert step["doseAndRate"][0]["doseQuantity"]["value"] == 1.5 and step["timing"]["repeat"]["when"] == [
         "HS"
@@ -148,24 +143,24 @@ def test_ldn_suggestions_set_the_step_bedtime_and_compounded_form(app: Flask) ->
     assert "compounded immediate-release" in form["text"]
 
 
-def test_noise_control_drops_guidance_when_a_contraindication_fires(app: Flask) -> None:
+def test_noise_control_drops_guidance_when_a_contraindication_fires(pipeline: Pipeline) -> None:
     body = c.scenario(c.oud(), c.medication_request(c.OXYCODONE, authored=-2))
-    rules = by_rule(cards(app, body))
+    rules = by_rule(cards(pipeline, body))
     assert "opioid-active" in rules
     for guidance in ("test-dose", "naloxone-challenge-needed", "naloxone-rescue", "lft-needed", "uds-needed"):
         assert guidance not in rules
-    without = by_rule(cards(app, c.scenario(c.oud())))
+    without = by_rule(cards(pipeline, c.scenario(c.oud())))
     assert {"test-dose", "naloxone-rescue", "lft-needed", "uds-needed"} <= set(without)
 
 
-def test_order_sign_returns_warning_and_critical_only(app: Flask) -> None:
-    select = cards(app, c.scenario(c.oud()))
-    sign = cards(app, c.scenario(c.oud(), hook="order-sign"), hook="order-sign")
+def test_order_sign_returns_warning_and_critical_only(pipeline: Pipeline) -> None:
+    select = cards(pipeline, c.scenario(c.oud()))
+    sign = cards(pipeline, c.scenario(c.oud(), hook="order-sign"), hook="order-sign")
     assert any(card["indicator"] == "info" for card in select)
     assert sign and all(card["indicator"] in ("warning", "critical") for card in sign)
 
 
-def test_cards_are_sorted_critical_warning_info_with_one_per_rule(app: Flask) -> None:
+def test_cards_are_sorted_critical_warning_info_with_one_per_rule(pipeline: Pipeline) -> None:
     second = naltrexone_order("draft-2")
     body = c.scenario(
         c.allergy(c.rx("7243", "naltrexone")),
@@ -173,7 +168,7 @@ def test_cards_are_sorted_critical_warning_info_with_one_per_rule(app: Flask) ->
         drafts=[second],
         selections=["MedicationRequest/draft-1", "MedicationRequest/draft-2"],
     )
-    result = cards(app, body)
+    result = cards(pipeline, body)
     ranks = [{"critical": 0, "warning": 1, "info": 2}[card["indicator"]] for card in result]
     assert ranks == sorted(ranks)
     codes = [card["source"]["topic"]["code"] for card in result]
@@ -183,40 +178,40 @@ def test_cards_are_sorted_critical_warning_info_with_one_per_rule(app: Flask) ->
     assert len(allergy_card["suggestions"]) == 2  # cancel each order
 
 
-def test_order_select_reviews_only_the_selected_order(app: Flask) -> None:
+def test_order_select_reviews_only_the_selected_order(pipeline: Pipeline) -> None:
     opioid = c.opioid_order()
     body = c.scenario(
         c.administration(c.VIVITROL, given=-5), drafts=[opioid], selections=["MedicationRequest/draft-1"]
     )
-    assert "opioid-blockade" not in by_rule(cards(app, body))
+    assert "opioid-blockade" not in by_rule(cards(pipeline, body))
     body["context"]["selections"] = ["MedicationRequest/opioid-1"]
-    assert set(by_rule(cards(app, body))) == {"opioid-blockade"}
+    assert set(by_rule(cards(pipeline, body))) == {"opioid-blockade"}
 
 
-def test_unavailable_data_is_never_read_as_safe(app: Flask) -> None:
+def test_unavailable_data_is_never_read_as_safe(pipeline: Pipeline) -> None:
     failure = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]}
     body = c.scenario(*READY, prefetch_override={"medicationStatements": failure, "allergies": failure})
-    rules = by_rule(cards(app, body))
+    rules = by_rule(cards(pipeline, body))
     assert rules["opioid-history-unverified"]["indicator"] == "warning"
     assert rules["patient-data-unverified"]["indicator"] == "warning"
     assert "allergies" in rules["patient-data-unverified"]["summary"]
 
 
-def test_an_unidentifiable_medication_in_the_history_is_flagged(app: Flask) -> None:
+def test_an_unidentifiable_medication_in_the_history_is_flagged(pipeline: Pipeline) -> None:
     unknown = c.medication_request({"text": "x"}, authored=-2)
     unknown.pop("medicationCodeableConcept")
     unknown["medicationReference"] = {"reference": "Medication/not-sent"}
-    rules = by_rule(cards(app, c.scenario(unknown, *READY)))
+    rules = by_rule(cards(pipeline, c.scenario(unknown, *READY)))
     assert f"MedicationRequest/{unknown['id']}" in rules["opioid-history-unverified"]["detail"]
 
 
-def test_unrelated_orders_get_no_cards_and_need_no_prefetch(app: Flask) -> None:
+def test_unrelated_orders_get_no_cards_and_need_no_prefetch(pipeline: Pipeline) -> None:
     amoxicillin = naltrexone_order(
         medicationCodeableConcept=c.rx("308182", "amoxicillin 250 MG Oral Capsule")
     )
     body = c.scenario(order=amoxicillin)
     body["prefetch"] = {}
-    assert cards(app, body) == []
+    assert cards(pipeline, body) == []
 
 
 def _sandbox_naltrexone_request(hook: str) -> dict[str, Any]:
@@ -228,19 +223,20 @@ def _sandbox_naltrexone_request(hook: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("hook", ["order-select", "order-sign"])
-def test_the_real_sandbox_request_for_pat1(app: Flask, hook: str) -> None:
+def test_the_real_sandbox_request_for_pat1(pipeline: Pipeline, hook: str) -> None:
     """The sandbox's own request: pat1's fentanyl patch, still marked active, arrives under another
     service's prefetch key ("meds"); this service's keys are absent and fhirServer is named."""
-    rules = by_rule(cards(app, _sandbox_naltrexone_request(hook), hook))
+    rules = by_rule(cards(pipeline, _sandbox_naltrexone_request(hook), hook))
     assert rules["opioid-active"]["indicator"] == "critical"
     assert "MedicationRequest/medrx0327" in rules["opioid-active"]["detail"]
     assert "still active" in rules["opioid-active"]["detail"]
     assert rules["opioid-history-unverified"]["indicator"] == "warning"  # its own keys were not fetched
 
 
-def test_the_sandbox_request_without_fhir_server_is_412(app: Flask) -> None:
+def test_the_sandbox_request_without_fhir_server_is_412(pipeline: Pipeline) -> None:
     body = _sandbox_naltrexone_request("order-select")
     del body["fhirServer"]
-    response = app.test_client().post(service_path("order-select"), json=body)
-    assert response.status_code == 412
-    assert "medicationRequests" in response.json["issue"][0]["diagnostics"]
+    with pytest.raises(CdsError) as refused:
+        pipeline.run(pipeline.service_for_hook("order-select"), body)
+    assert refused.value.status == 412
+    assert "medicationRequests" in refused.value.to_operation_outcome()["issue"][0]["diagnostics"]

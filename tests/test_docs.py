@@ -43,7 +43,7 @@ def test_every_route_is_in_openapi(app: Flask) -> None:
             continue
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule).replace("{service_id}", "{id}")
         assert path in documented, f"{rule.rule} is not documented in openapi.yaml"
-        for method in rule.methods - {"HEAD", "OPTIONS"}:
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
             operations = [
                 documented[p]
                 for p in documented
@@ -52,3 +52,27 @@ def test_every_route_is_in_openapi(app: Flask) -> None:
             assert any(method.lower() in op for op in operations), (
                 f"{method} {rule.rule} missing from openapi.yaml"
             )
+
+
+def test_the_readme_layout_matches_the_tree() -> None:
+    block = re.search(r"## Layout.*?```\n(.+?)```", README, re.S)
+    assert block, "README has no Layout block"
+    top: set[str] = set()
+    service: set[str] = set()  # names under cds_service/: the indented lines' first word and any module
+    for line in block.group(1).splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if not line.startswith(" "):
+            top.add(words[0])
+            section = words[0]
+        elif section == "cds_service/":
+            if line.startswith("  ") and not line.startswith("   "):
+                service.add(words[0])
+            service.update(w.strip("(),;:") for w in words if w.strip("(),;:").endswith(".py"))
+    for name in top:
+        assert (ROOT / name).exists(), f"README layout names {name}, which does not exist"
+    for name in service:
+        assert (ROOT / "cds_service" / name).exists(), f"README layout names cds_service/{name}: no such file"
+    packages = {p.parent.name + "/" for p in (ROOT / "cds_service").glob("*/__init__.py")}
+    assert packages <= service, f"cds_service packages missing from the README layout: {packages - service}"

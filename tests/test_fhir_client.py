@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 
-from cds_service import create_app
+from cds_service.pipeline import Pipeline
 from cds_service.resources import default_rules_dir
 from fhir_fixtures import FIXTURES
 from fhir_fixtures import as_of_today as fixture_request
 from fhir_fixtures import clinical as c
 from fhir_fixtures.requests import PREFETCH_KEYS, service_path
-from tests.support import NOW, assert_valid, open_settings
+from tests.support import answer, by_rule, pipeline_for
 from tests.support.fault_fhir import FaultServer
 from tests.support.fhir_peer import FhirTestServer
 from tests.support.live import LiveServer
@@ -59,16 +58,13 @@ def faults() -> Iterator[FaultServer]:
     server.stop()
 
 
-def app_with(**settings: Any) -> Flask:
-    """A generous budget unless a test is about the budget: CI machines can be busy."""
-    return create_app(open_settings(**({"fhir_budget_ms": 5000} | settings)), clock=lambda: NOW)
+def pipeline_with(**settings: Any) -> Pipeline:
+    """The stages with the real fetcher; a generous budget unless a test is about the budget."""
+    return pipeline_for(**({"fhir_budget_ms": 5000} | settings))
 
 
-def cards_of(app: Flask, body: dict[str, Any]) -> dict[str, str]:
-    response = app.test_client().post(service_path(body["hook"]), json=body)
-    assert response.status_code == 200, response.json
-    assert_valid("CdsResponse", response.json)
-    return {card["source"]["topic"]["code"]: card["indicator"] for card in response.json["cards"]}
+def cards_of(pipeline: Pipeline, body: dict[str, Any]) -> dict[str, str]:
+    return {rule_id: card["indicator"] for rule_id, card in by_rule(answer(pipeline, body)).items()}
 
 
 def prefetched_resources(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -93,11 +89,11 @@ def without_prefetch(body: dict[str, Any], server: str, keep: tuple[str, ...] = 
 @pytest.mark.parametrize("name", SAME_CARDS_SCENARIOS)
 def test_no_prefetch_gives_the_same_cards_as_full_prefetch(name: str, fhir: FhirTestServer) -> None:
     body = json.loads((FIXTURES / name / "request.json").read_text())
-    app = app_with()
-    with_prefetch = cards_of(app, body)
+    pipeline = pipeline_with()
+    with_prefetch = cards_of(pipeline, body)
     fhir.reset()
     fhir.load(prefetched_resources(body))
-    fetched = cards_of(app, without_prefetch(body, fhir.url))
+    fetched = cards_of(pipeline, without_prefetch(body, fhir.url))
     assert fetched == with_prefetch
     assert "opioid-history-unverified" not in fetched or "opioid-history-unverified" in with_prefetch
 
@@ -110,7 +106,7 @@ def test_partial_prefetch_is_completed_from_the_server(fhir: FhirTestServer) -> 
     partial = without_prefetch(
         body, fhir.url, keep=("conditions", "labResults", "allergies", "naloxoneChallenges")
     )
-    assert cards_of(app_with(), partial) == {"opioid-active": "critical"}
+    assert cards_of(pipeline_with(), partial) == {"opioid-active": "critical"}
 
 
 def test_search_pages_are_followed(fhir: FhirTestServer, tmp_path: Path) -> None:
@@ -120,8 +116,8 @@ def test_search_pages_are_followed(fhir: FhirTestServer, tmp_path: Path) -> None
     fhir.reset()
     fhir.load([*history, opioid])
     body = without_prefetch(c.scenario(), fhir.url)
-    assert "opioid-active" in cards_of(app_with(rules_dir=rules), body)
-    capped = cards_of(app_with(rules_dir=rules, fhir_max_pages=2), body)
+    assert "opioid-active" in cards_of(pipeline_with(rules_dir=rules), body)
+    capped = cards_of(pipeline_with(rules_dir=rules, fhir_max_pages=2), body)
     assert capped.get("opioid-history-unverified") == "warning"  # more pages than allowed: not verified
 
 
@@ -144,7 +140,7 @@ def test_a_medication_reference_is_read_from_the_server(fhir: FhirTestServer) ->
     fhir.reset()
     fhir.load([medication, order])
     body = without_prefetch(c.scenario(), fhir.url)
-    assert cards_of(app_with(), body).get("opioid-active") == "critical"
+    assert cards_of(pipeline_with(), body).get("opioid-active") == "critical"
 
 
 @pytest.mark.parametrize(
@@ -162,9 +158,7 @@ def test_a_failing_server_gives_the_could_not_verify_cards(
     faults: FaultServer, mode: str, reason: str
 ) -> None:
     body = without_prefetch(c.scenario(), faults.base(mode))
-    response = app_with().test_client().post(service_path("order-select"), json=body)
-    assert response.status_code == 200
-    cards = {card["source"]["topic"]["code"]: card for card in response.json["cards"]}
+    cards = by_rule(answer(pipeline_with(), body))
     assert cards["opioid-history-unverified"]["indicator"] == "warning"
     assert cards["patient-data-unverified"]["indicator"] == "warning"
     assert reason in cards["opioid-history-unverified"]["detail"]
@@ -172,9 +166,9 @@ def test_a_failing_server_gives_the_could_not_verify_cards(
 
 def test_a_slow_server_is_cut_off_at_the_budget(faults: FaultServer) -> None:
     body = without_prefetch(c.scenario(), faults.base("slow"))
-    app = app_with(fhir_budget_ms=300)
+    pipeline = pipeline_with(fhir_budget_ms=300)
     started = time.monotonic()
-    cards = cards_of(app, body)
+    cards = cards_of(pipeline, body)
     elapsed = time.monotonic() - started
     assert elapsed < 0.8, f"took {elapsed:.2f} s with a 0.3 s budget"
     assert cards["opioid-history-unverified"] == "warning"
@@ -185,10 +179,8 @@ def test_a_fhir_server_off_the_allowlist_is_not_queried_and_counts_as_unreachabl
 ) -> None:
     body = without_prefetch(c.scenario(), faults.base("ok"))
     before = len(faults.hits)
-    app = app_with(fhir_server_allowlist=("https://ehr.example.org/",))
-    response = app.test_client().post(service_path("order-select"), json=body)
-    assert response.status_code == 200
-    codes = {card["source"]["topic"]["code"]: card["indicator"] for card in response.json["cards"]}
+    pipeline = pipeline_with(fhir_server_allowlist=("https://ehr.example.org/",))
+    codes = cards_of(pipeline, body)
     assert codes["opioid-history-unverified"] == "warning"
     assert codes["patient-data-unverified"] == "warning"
     assert len(faults.hits) == before
@@ -197,7 +189,7 @@ def test_a_fhir_server_off_the_allowlist_is_not_queried_and_counts_as_unreachabl
 def test_no_token_is_sent_when_the_request_has_none(faults: FaultServer) -> None:
     body = without_prefetch(c.scenario(), faults.base("ok"))
     faults.hits.clear()
-    cards_of(app_with(), body)
+    cards_of(pipeline_with(), body)
     assert faults.hits and all(auth is None for _, auth in faults.hits)
 
 
@@ -240,5 +232,5 @@ def test_the_token_goes_over_the_wire_and_never_into_the_logs(tmp_path: Path) ->
 def test_every_template_key_is_fetched_when_nothing_is_prefetched(faults: FaultServer) -> None:
     body = without_prefetch(c.scenario(), faults.base("ok"))
     faults.hits.clear()
-    cards_of(app_with(), body)
+    cards_of(pipeline_with(), body)
     assert len(faults.hits) == len(PREFETCH_KEYS)

@@ -26,7 +26,7 @@ from cds_service.knowledge.policy import Policy
 
 __all__ = ["ClinicalFacts", "Inputs", "Vocabulary", "derive", "domains", "vocabulary"]
 
-_LIBRARY_MODULES = frozenset({"domain", "medications", "result_text", "wording"})
+_LIBRARY_MODULES = frozenset({"domain", "medications", "reference", "result_text", "wording"})
 
 
 @functools.cache

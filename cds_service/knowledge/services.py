@@ -14,11 +14,10 @@ from cds_service.cdshooks import HOOKS, Hook
 Gap = Literal["medications", "clinical", "none"]
 GAPS: tuple[Gap, ...] = get_args(Gap)
 
-# CDS Hooks 2.0.1 prefetch tokens: a root-level context field or one of the user tokens.
+# The CDS Hooks 2.0.1 prefetch tokens that the service can also fill itself when it fetches a missing key
+# (fhir_client): a template with any other token would fail while serving, so it is refused at start-up.
 _TOKEN = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
-_ALLOWED_TOKENS = re.compile(
-    r"^(context\.[A-Za-z]+|userPractitionerId|userPractitionerRoleId|userPatientId|userRelatedPersonId)$"
-)
+_ALLOWED_TOKENS = re.compile(r"^context\.(patientId|userId|encounterId)$")
 
 
 class ServiceConfigError(ValueError):
@@ -126,7 +125,10 @@ def _template(key: str, spec: dict[str, Any], domains: set[str]) -> PrefetchTemp
     query = spec["query"]
     for token in _TOKEN.findall(query):
         if not _ALLOWED_TOKENS.match(token):
-            raise ServiceConfigError(f"prefetch {key}: token {{{{{token}}}}} is not a CDS Hooks 2.0.1 token")
+            raise ServiceConfigError(
+                f"prefetch {key}: token {{{{{token}}}}} is not one the service can fill "
+                "(context.patientId, context.userId or context.encounterId)"
+            )
     domain = spec["domain"]
     if domain not in domains:
         raise ServiceConfigError(f"prefetch {key}: domain {domain!r} is not declared under domains")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -110,7 +111,7 @@ def test_hook_not_matching_the_service_is_400(client: FlaskClient) -> None:
     assert outcome["issue"][0]["expression"] == ["hook"]
 
 
-def _without(path: list[str | int]) -> dict[str, Any]:
+def _without(path: Sequence[str | int]) -> dict[str, Any]:
     body = hook_request()
     target: Any = body
     for step in path[:-1]:
@@ -119,7 +120,7 @@ def _without(path: list[str | int]) -> dict[str, Any]:
     return body
 
 
-def _with(path: list[str | int], value: Any) -> dict[str, Any]:
+def _with(path: Sequence[str | int], value: Any) -> dict[str, Any]:
     body = hook_request()
     target: Any = body
     for step in path[:-1]:
@@ -128,7 +129,7 @@ def _with(path: list[str | int], value: Any) -> dict[str, Any]:
     return body
 
 
-ORDER = ["context", "draftOrders", "entry", 0, "resource"]
+ORDER: list[str | int] = ["context", "draftOrders", "entry", 0, "resource"]
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from flask import Flask
 
 from fhir_fixtures import clinical as c
 from fhir_fixtures.requests import service_path
+from tests.support import body_of
 from tests.support.mutations import WRONG_VALUES, paths, replaced
 
 
@@ -111,7 +112,7 @@ def test_wrong_values_in_the_draft_order_are_200_or_a_clear_400(app: Flask) -> N
         response = client.post(service_path("order-select"), json=replaced(BODY, path, value))
         assert response.status_code in (200, 400), (path, value, response.json)
         if response.status_code == 400:
-            assert response.json["resourceType"] == "OperationOutcome"
+            assert body_of(response)["resourceType"] == "OperationOutcome"
 
 
 @pytest.mark.parametrize(
@@ -125,7 +126,7 @@ def test_odd_but_readable_values(app: Flask, shape: dict[str, Any], expected: st
     dispense = c.dispense(c.OXYCODONE, handed=-12, days_supply=30) | shape
     response = app.test_client().post(service_path("order-select"), json=c.scenario(dispense))
     assert response.status_code == 200
-    codes = {card["source"]["topic"]["code"] for card in response.json["cards"]}
+    codes = {card["source"]["topic"]["code"] for card in body_of(response)["cards"]}
     if expected:
         assert expected in codes
     else:

@@ -3,14 +3,14 @@ from __future__ import annotations
 from flask.testing import FlaskClient
 
 from fhir_fixtures.requests import PREFETCH_KEYS
-from tests.support import assert_no_empty_values, assert_valid
+from tests.support import assert_no_empty_values, assert_valid, body_of
 
 
 def test_discovery_lists_the_two_services_of_the_contract(client: FlaskClient) -> None:
     response = client.get("/cds-services")
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
-    body = response.json
+    body = body_of(response)
     assert_valid("DiscoveryResponse", body)
     assert_no_empty_values(body)
     hooks = {service["id"]: service["hook"] for service in body["services"]}
@@ -22,7 +22,7 @@ def test_discovery_with_a_trailing_slash(client: FlaskClient) -> None:
 
 
 def test_prefetch_covers_every_data_domain_with_2_0_1_tokens_only(client: FlaskClient) -> None:
-    for service in client.get("/cds-services").json["services"]:
+    for service in body_of(client.get("/cds-services"))["services"]:
         prefetch = service["prefetch"]
         assert tuple(prefetch) == PREFETCH_KEYS
         resource_types = {query.split("?")[0].split("/")[0] for query in prefetch.values()}
@@ -43,6 +43,6 @@ def test_prefetch_covers_every_data_domain_with_2_0_1_tokens_only(client: FlaskC
 
 
 def test_health_reports_version_and_services(client: FlaskClient) -> None:
-    body = client.get("/health").json
+    body = body_of(client.get("/health"))
     assert_valid("Health", body)
     assert body["services"] == ["naltrexone-order-select", "naltrexone-order-sign"]

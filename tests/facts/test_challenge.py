@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from cds_service.facts.challenge import CHALLENGES
 from fhir_fixtures import clinical as c
 from tests.support.derivations import fact, facts_of
 
 
-def challenge(when: int, **value: object) -> dict[str, object]:
+def challenge(when: int, **value: Any) -> dict[str, Any]:
     return c.observation(
         "naloxone-challenge", "Naloxone challenge", when=when, system=c.PROJECT_OBSERVATION, **value
     )

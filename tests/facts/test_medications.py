@@ -429,12 +429,12 @@ OPIOID_INGREDIENTS = [
 
 @pytest.mark.parametrize(("rxcui", "ingredient", "product"), OPIOID_INGREDIENTS, ids=lambda v: str(v))
 def test_every_opioid_ingredient_is_recognised(rxcui: str, ingredient: str, product: str) -> None:
-    as_ingredient = {"coding": [{"system": c.RXNORM, "code": rxcui, "display": ingredient}]}
+    as_ingredient = {"coding": [{"system": RXNORM, "code": rxcui, "display": ingredient}]}
     assert classify(medication_of({"medicationCodeableConcept": as_ingredient}, {}), TERMS).product_class is (
         ProductClass.OPIOID
     )
     # a product code the value sets do not list, with its name: the name decides
-    unknown_product = {"coding": [{"system": c.RXNORM, "code": "999999999", "display": product}]}
+    unknown_product = {"coding": [{"system": RXNORM, "code": "999999999", "display": product}]}
     assert classify(
         medication_of({"medicationCodeableConcept": unknown_product}, {}), TERMS
     ).product_class is (ProductClass.OPIOID)
@@ -479,7 +479,7 @@ def test_opioid_antidiarrheals(text: str) -> None:
 
 
 def test_an_unknown_rxnorm_code_without_a_name_is_unidentified_not_safe() -> None:
-    concept = {"coding": [{"system": c.RXNORM, "code": "999999999"}]}
+    concept = {"coding": [{"system": RXNORM, "code": "999999999"}]}
     product = classify(medication_of({"medicationCodeableConcept": concept}, {}), TERMS)
     assert product.product_class is ProductClass.UNIDENTIFIED
 

@@ -23,7 +23,7 @@ OPIATES_SCREEN = WORDS.analytes_named(["Opiates [Presence] in Urine by Screen me
 
 
 def _case_id(case: dict[str, Any]) -> str:
-    return case["text"][:60]
+    return str(case["text"])[:60]
 
 
 def test_the_corpus_is_large_enough() -> None:

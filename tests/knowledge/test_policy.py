@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from cds_service import create_app
 from cds_service.knowledge.policy import PolicyError, load_policy
 from fhir_fixtures import clinical as c
-from tests.support import NOW, RULES, open_settings
+from tests.support import RULES, answer, by_rule, pipeline_for
 
 
 def test_policy_overrides_change_behaviour(tmp_path: Path) -> None:
@@ -18,21 +17,9 @@ def test_policy_overrides_change_behaviour(tmp_path: Path) -> None:
     policy = load_policy(RULES, override)
     assert policy.washout_days_short_acting == 7 and policy.default_uln.alt_u_per_l == 33
     assert policy.default_uln.ast_u_per_l == 40
-    app = create_app(open_settings(policy_file=override), clock=lambda: NOW)
     body = c.scenario(c.dispense(c.OXYCODONE, handed=-16, days_supply=8))  # ended 9 days ago
-    codes = {
-        card["source"]["topic"]["code"]
-        for card in app.test_client().post("/cds-services/naltrexone-order-select", json=body).json["cards"]
-    }
-    assert "opioid-recent" not in codes  # 9 >= 7 days
-    default = create_app(open_settings(), clock=lambda: NOW)
-    codes = {
-        card["source"]["topic"]["code"]
-        for card in default.test_client()
-        .post("/cds-services/naltrexone-order-select", json=body)
-        .json["cards"]
-    }
-    assert "opioid-recent" in codes  # 9 < 10 days
+    assert "opioid-recent" not in by_rule(answer(pipeline_for(policy_file=override), body))  # 9 >= 7 days
+    assert "opioid-recent" in by_rule(answer(pipeline_for(), body))  # 9 < 10 days
 
 
 @pytest.mark.parametrize(
@@ -56,10 +43,7 @@ def test_bad_policy_overrides_are_refused(tmp_path: Path, content: str, message:
 def test_hepatic_contraindication_severity_is_configurable(tmp_path: Path) -> None:
     override = tmp_path / "local-policy.yaml"
     override.write_text("hepatic_contraindication_indicator: warning\n")
-    app = create_app(open_settings(policy_file=override), clock=lambda: NOW)
     body = c.scenario(c.condition(c.SNOMED, "37871000", "Acute hepatitis"))
-    cards = app.test_client().post("/cds-services/naltrexone-order-select", json=body).json["cards"]
-    hepatic = next(card for card in cards if card["source"]["topic"]["code"] == "hepatic-contraindication")
-    assert hepatic["indicator"] == "warning"
-    codes = {card["source"]["topic"]["code"] for card in cards}
-    assert "lft-needed" not in codes  # still a contraindication for noise control
+    cards = by_rule(answer(pipeline_for(policy_file=override), body))
+    assert cards["hepatic-contraindication"]["indicator"] == "warning"
+    assert "lft-needed" not in cards  # still a contraindication for noise control

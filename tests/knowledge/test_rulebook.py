@@ -8,6 +8,8 @@ import pytest
 import yaml
 
 from cds_service import create_app
+from cds_service.facts import vocabulary
+from cds_service.facts.reference import with_reference_tables
 from cds_service.knowledge.rulebook import RuleBookError
 from tests.support import RULES, copy_rules, open_settings
 from tests.support.rule_contract import CONTRACT
@@ -56,14 +58,11 @@ def test_authoring_mistakes_stop_start_up(tmp_path: Path, edit: str, replacement
         create_app(open_settings(rules_dir=rules_dir))
 
 
-def test_the_rules_readme_documents_every_fact_and_placeholder() -> None:
-    from cds_service.facts import vocabulary
-
+def test_the_rules_readme_tables_are_the_declarations_and_every_rule_is_listed() -> None:
     readme = (RULES / "README.md").read_text()
-    for name in sorted(vocabulary().facts):
-        assert f"`{name}`" in readme, f"fact {name} is not documented in rules/README.md"
-    for name in sorted(vocabulary().placeholders):
-        assert f"`{{{name}}}`" in readme, f"placeholder {{{name}}} is not documented in rules/README.md"
+    assert with_reference_tables(readme) == readme, "run: naltrexone-cds vocabulary --readme rules/README.md"
+    for name in vocabulary().facts:
+        assert f"| `{name}` |" in readme
     data = yaml.safe_load((RULES / "rules.yaml").read_text())
     for rule in data["rules"]:
         assert f"`{rule['id']}`" in readme, f"rule {rule['id']} is not in the rules/README.md table"

@@ -548,7 +548,9 @@ def test_sqlite_fsyncs_feedback_but_not_the_audit_of_each_answer(tmp_path: Path)
 
     def synchronous_of_the_pooled_connection() -> int:
         with store._engine().connect() as conn:  # one thread: the pool hands back the same connection
-            return int(conn.connection.driver_connection.execute("PRAGMA synchronous").fetchone()[0])
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            return int(driver.execute("PRAGMA synchronous").fetchone()[0])
 
     try:
         (card,) = issue(store)

@@ -10,8 +10,12 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from cds_service import contract
+from cds_service.api.encode import response_json
+from cds_service.clock import Calendar
+from cds_service.pipeline import Pipeline
 from cds_service.resources import default_rules_dir
 from cds_service.settings import Settings
 
@@ -34,16 +38,43 @@ def open_settings(**overrides: Any) -> Settings:
     return Settings(allow_unauthenticated=True, **overrides)
 
 
+def pipeline_for(**overrides: Any) -> Pipeline:
+    """The stages without the HTTP layer, on open settings (with ``overrides``) and the fixed clock."""
+    settings = open_settings(**overrides)
+    return Pipeline.from_settings(settings, calendar=Calendar(ZoneInfo(settings.timezone), lambda: NOW))
+
+
+def answer(pipeline: Pipeline, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The cards for ``body`` (sent to its hook's service) as the HTTP layer would encode them."""
+    response = response_json(pipeline.run(pipeline.service_for_hook(body["hook"]), body))
+    assert_valid("CdsResponse", response)
+    assert_no_empty_values(response)
+    cards: list[dict[str, Any]] = response["cards"]
+    return cards
+
+
+def by_rule(cards: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Cards by the rule that made them (``source.topic.code``)."""
+    return {card["source"]["topic"]["code"]: card for card in cards}
+
+
 def assert_valid(schema_name: str, instance: Any) -> None:
     problems = [f"{contract.json_path(e)}: {e.message}" for e in contract.errors(schema_name, instance)]
     assert not problems, problems
+
+
+def body_of(response: Any) -> dict[str, Any]:
+    """The JSON object a response carries (a Flask test response or an httpx one)."""
+    body = response.json() if callable(response.json) else response.json
+    assert isinstance(body, dict), body
+    return body
 
 
 def assert_operation_outcome(response: Any, status: int, *fragments: str) -> dict[str, Any]:
     """An error response: the status, JSON content, an OperationOutcome naming what is wrong."""
     assert response.status_code == status, response.text if hasattr(response, "text") else response.data
     assert response.headers["Content-Type"].startswith("application/json")
-    body = response.json() if callable(response.json) else response.json
+    body = body_of(response)
     assert_valid("OperationOutcome", body)
     message = body["issue"][0]["diagnostics"]
     for fragment in fragments:
