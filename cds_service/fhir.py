@@ -188,6 +188,20 @@ def referenced_id(reference: Any, resource_type: str) -> str | None:
     return parsed[1] if parsed is not None and parsed[0] == resource_type else None
 
 
+def parse_instant(value: Any) -> datetime | None:
+    """The moment a FHIR dateTime/instant with a time and an offset names (``None`` without either):
+    two events recorded in different time zones are ordered by their moments, not their local days."""
+    if not isinstance(value, str) or "T" not in value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None or not _EARLIEST_YEAR <= moment.year <= _LATEST_YEAR:
+        return None
+    return moment
+
+
 def first_day(*values: Any, end: bool = False) -> date | None:
     for value in values:
         day = parse_day(value, end=end)

@@ -11,6 +11,7 @@ cost the number of distinct codes, not of conditions.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,6 +24,20 @@ from cds_service.knowledge.terminology import ICD10CM, SNOMED, Code, Terminology
 _INACTIVE = frozenset({"inactive", "remission", "resolved"})
 _STANDARD_SYSTEMS = frozenset({ICD10CM, SNOMED})
 _NOT_TRUE = frozenset({"refuted", "entered-in-error", "differential"})
+
+# A diagnosis name states what is absent as often as what is present ("cirrhosis without ascites or
+# varices", "no hepatic encephalopathy, portal hypertension present"): a name is read without its negated
+# clauses, which run from the negation to the next clause boundary.
+_NEGATED_CLAUSE = re.compile(
+    r"\b(without|w/o|no|not|negative for|denies|ruled out|r/o|absence of|free of)\b"
+    r".*?(?=[,;.:()\[\]]|\bbut\b|\bwith\b|\bhowever\b|$)",
+    re.IGNORECASE,
+)
+
+
+def affirmed(name: str) -> str:
+    """``name`` without the clauses it negates."""
+    return " ".join(_NEGATED_CLAUSE.sub(" ", name).split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,29 +76,41 @@ class Problems:
         self._conditions: list[Resource] = []
         self._by_code: defaultdict[Code, list[int]] = defaultdict(list)
         self._by_name: defaultdict[str, list[int]] = defaultdict(list)
+        self._by_any_name: defaultdict[str, list[int]] = defaultdict(list)
         for position, condition in enumerate(conditions):
             self._conditions.append(condition)
             codes = set(codings(condition.get("code")))
             for coding in codes:
                 self._by_code[coding].append(position)
+            names = {affirmed(name) for name in concept_texts(condition.get("code"))}
+            for name in names:
+                self._by_any_name[name].append(position)
             if not any(system in _STANDARD_SYSTEMS for system, _ in codes):
                 # codes decide; a name is read only when no standard code says what the condition is
-                for name in set(concept_texts(condition.get("code"))):
+                for name in names:
                     self._by_name[name].append(position)
 
     def coded_in(
-        self, valueset: str, terminology: Terminology, *, named: str | None = None
+        self,
+        valueset: str,
+        terminology: Terminology,
+        *,
+        named: str | None = None,
+        qualified: str | None = None,
     ) -> list[Resource]:
-        """Conditions coded in ``valueset``, or (with ``named``) whose name matches that lexicon pattern."""
+        """Conditions coded in ``valueset``; or (``named``) uncoded ones whose name matches that lexicon
+        pattern; or (``qualified``) any whose name matches it, coded or not: for qualifiers a code often
+        leaves out ("cirrhosis, Child-Pugh class C" coded as unspecified cirrhosis)."""
         members = terminology.valuesets.get(valueset)
         positions: set[int] = set()
         for (system, code), where in self._by_code.items():
             if members.contains(system, code):
                 positions.update(where)
-        if named:
-            for name, where in self._by_name.items():
-                if terminology.lexicon.matches(named, (name,)):
-                    positions.update(where)
+        for pattern, index in ((named, self._by_name), (qualified, self._by_any_name)):
+            if pattern:
+                for name, where in index.items():
+                    if terminology.lexicon.matches(pattern, (name,)):
+                        positions.update(where)
         return [self._conditions[p] for p in sorted(positions)]
 
 
@@ -95,6 +122,7 @@ def current_diagnoses(
     *,
     within_days: int | None = None,
     named: str | None = None,
+    qualified: str | None = None,
     or_recorded_within: int | None = None,
 ) -> list[Diagnosis]:
     """Current conditions coded in ``valueset`` (or named by the lexicon pattern ``named``); with
@@ -103,7 +131,7 @@ def current_diagnoses(
     last month marks the liver disease even once it has resolved)."""
     problems = conditions if isinstance(conditions, Problems) else Problems(conditions)
     found = []
-    for condition in problems.coded_in(valueset, terminology, named=named):
+    for condition in problems.coded_in(valueset, terminology, named=named, qualified=qualified):
         if not is_current(condition, today) and not _recent_episode(condition, today, or_recorded_within):
             continue
         diagnosis = _diagnosis(condition)

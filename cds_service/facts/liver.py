@@ -61,13 +61,15 @@ def _derive(derivation: Derivation) -> Liver:
     ast = enzyme_results(results, "ast-tests", terminology, policy.default_uln.ast_u_per_l)
     bilirubin = bilirubin_results(results, terminology, policy.default_uln.bilirubin_mg_per_dl)
     days = policy.lft_lookback_days
-    coded = current_diagnoses(problems, "decompensated-cirrhosis", terminology, today, named="child_pugh_c")
+    coded = current_diagnoses(
+        problems, "decompensated-cirrhosis", terminology, today, qualified="child_pugh_c"
+    )
     events = current_diagnoses(
         problems,
         "liver-decompensation-events",
         terminology,
         today,
-        named="liver_decompensation",
+        qualified="liver_decompensation",
         or_recorded_within=policy.decompensation_lookback_days,
     )
     decompensated = [d.evidence() for d in dict.fromkeys(coded + events)]

@@ -25,12 +25,22 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
-from typing import Literal
+from datetime import date, datetime
+from typing import Any, Literal
 
 from cds_service.facts.domain import Derivation, Domain
-from cds_service.facts.result_text import Reading, ResultVocabulary
-from cds_service.fhir import Resource, as_dict, as_list, first_day, number, reference_of, text
+from cds_service.facts.result_text import UNSPECIFIED_OPIOID, Reading, ResultVocabulary
+from cds_service.fhir import (
+    Resource,
+    as_dict,
+    as_list,
+    first_day,
+    number,
+    parse_day,
+    parse_instant,
+    reference_of,
+    text,
+)
 from cds_service.knowledge.terminology import V3_INTERPRETATION, Code, Terminology, codings, concept_texts
 
 Result = Reading
@@ -96,6 +106,19 @@ class Finding:
     said: str | None = None
     """What the record says, quoted on the card when the result could not be read."""
     test: ResultKind | Literal["liver"] = "screen"
+    at: datetime | None = None
+    """The moment it was taken, when the record gives a time with an offset."""
+
+    def is_after(self, other: Finding) -> bool:
+        """Strictly later: by moment when both have one (offsets may differ), else by calendar day."""
+        if self.at is not None and other.at is not None:
+            return self.at > other.at
+        return self.day is not None and other.day is not None and self.day > other.day
+
+    def is_on_or_after(self, other: Finding) -> bool:
+        if self.at is not None and other.at is not None:
+            return self.at >= other.at
+        return self.day is not None and other.day is not None and self.day >= other.day
 
     @property
     def uln_multiple(self) -> float | None:
@@ -117,15 +140,27 @@ def counted(observation: Resource) -> bool:
     return text(observation.get("status")) in _COUNTED_STATUSES
 
 
-def observation_day(observation: Resource) -> date | None:
+def _effective(observation: Resource) -> tuple[Any, ...]:
     period = as_dict(observation.get("effectivePeriod"))
-    return first_day(
+    return (
         observation.get("effectiveDateTime"),
         observation.get("effectiveInstant"),
         period.get("end"),
         period.get("start"),
         observation.get("issued"),
     )
+
+
+def observation_day(observation: Resource) -> date | None:
+    return first_day(*_effective(observation))
+
+
+def observation_instant(observation: Resource) -> datetime | None:
+    """The moment of the value that dates the Observation, when it has a time and an offset."""
+    for value in _effective(observation):
+        if parse_day(value) is not None:
+            return parse_instant(value)
+    return None
 
 
 def observation_name(observation: Resource) -> str:
@@ -322,7 +357,7 @@ def findings_in(
         result = read_result(reading, terminology, kind)
         if result is not None:
             found.append(_finding(reading, observation, result, test=kind))
-    return _newest_first(found)
+    return newest_first(found)
 
 
 def _finding(
@@ -332,11 +367,51 @@ def _finding(
         reference=reference_of(observation),
         name=name or observation_name(reading),
         day=observation_day(observation),
+        at=observation_instant(observation),
         result=result.result,
         analytes=result.analytes,
         said=result.said,
         test=test,
     )
+
+
+def drug_panel_findings(
+    observations: Iterable[Resource] | Readings, terminology: Terminology
+) -> list[Finding]:
+    """General drug panels whose name names no opioid ("Urine drug screen, 9-panel cup"), newest first:
+    only what they say about opioids. A panel naming opioid analytes ("OPI neg, FEN POS") is read per
+    analyte; "positive" with no analyte named could be any drug of the panel, so it is unreadable, while
+    "negative" covers them all; a panel that speaks only of other drugs ("THC pos") says nothing here."""
+    screens = terminology.valuesets.get("opioid-urine-screens")
+    found = []
+    for reading, observation in readings_of(observations).matching(
+        lambda c: False, terminology, "drug_panel"
+    ):
+        names = concept_texts(reading.get("code"))
+        if any(screens.contains(*c) for c in codings(reading.get("code"))) or terminology.lexicon.matches(
+            "opioid_drug_test", names
+        ):
+            continue  # an opioid screen, read as such
+        result = read_result(reading, terminology, "screen")
+        about_opioids = _about_opioids(result) if result is not None else None
+        if about_opioids is not None:
+            found.append(_finding(reading, observation, about_opioids, test="screen"))
+    return newest_first(found)
+
+
+def _about_opioids(reading: ResultReading) -> ResultReading | None:
+    named = {a: r for a, r in reading.analytes.items() if a != UNSPECIFIED_OPIOID}
+    if named:
+        results = set(named.values())
+        overall: Result = (
+            "positive" if "positive" in results else "negative" if results == {"negative"} else "unreadable"
+        )
+        return ResultReading(overall, named, reading.said)
+    unspecified = reading.analytes.get(UNSPECIFIED_OPIOID)
+    if unspecified is None:
+        return None
+    result: Result = "unreadable" if unspecified == "positive" else unspecified
+    return ResultReading(result, {UNSPECIFIED_OPIOID: result}, reading.said)
 
 
 def naloxone_challenges(
@@ -352,7 +427,7 @@ def naloxone_challenges(
         result = read_result(reading, terminology, "challenge")
         if result is not None:
             found.append(_finding(reading, observation, result, test="challenge", name="naloxone challenge"))
-    return _newest_first(found)
+    return newest_first(found)
 
 
 def enzyme_results(
@@ -368,7 +443,7 @@ def enzyme_results(
         finding = _quantitative(reading, observation, _ENZYME_UNITS, "U/L", default_uln)
         if finding is not None:
             found.append(finding)
-    return _newest_first(found)
+    return newest_first(found)
 
 
 def bilirubin_results(
@@ -380,7 +455,7 @@ def bilirubin_results(
         finding = _quantitative(reading, observation, _BILIRUBIN_UNITS, "mg/dL", default_uln_mg_per_dl)
         if finding is not None:
             found.append(finding)
-    return _newest_first(found)
+    return newest_first(found)
 
 
 _NUMBER_TEXT = re.compile(r"^\s*(<=|>=|<|>|≤|≥)?\s*(\d+(?:\.\d+)?)\s*([^\d\s].*)?$")
@@ -425,6 +500,7 @@ def _quantitative(
         reference=reference_of(observation),
         name=observation_name(reading),
         day=observation_day(observation),
+        at=observation_instant(observation),
         result=None if readable else "unreadable",
         value=value if readable else None,
         unit=unit or None,
@@ -444,7 +520,7 @@ def _reference_range_high(observation: Resource) -> tuple[float | None, str | No
     return None, None
 
 
-def _newest_first(found: list[Finding]) -> list[Finding]:
+def newest_first(found: list[Finding]) -> list[Finding]:
     return sorted(found, key=lambda f: (f.day is not None, f.day or date.min), reverse=True)
 
 

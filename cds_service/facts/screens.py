@@ -15,7 +15,15 @@ from datetime import date
 from cds_service.facts.challenge import CHALLENGES
 from cds_service.facts.diagnoses import DIAGNOSES
 from cds_service.facts.domain import Derivation, Domain
-from cds_service.facts.observations import RESULTS, Finding, findings_in, unread_since_readable, within
+from cds_service.facts.observations import (
+    RESULTS,
+    Finding,
+    drug_panel_findings,
+    findings_in,
+    newest_first,
+    unread_since_readable,
+    within,
+)
 from cds_service.facts.opioid_exposure import OPIOIDS
 from cds_service.facts.orders import OrderFacts
 from cds_service.facts.wording import day, since
@@ -43,8 +51,10 @@ class Screens:
 def _derive(derivation: Derivation) -> Screens:
     inputs = derivation.inputs
     policy, today = inputs.policy, inputs.today
-    uds = findings_in(
-        derivation.of(RESULTS), "opioid-urine-screens", inputs.terminology, named="opioid_drug_test"
+    results = derivation.of(RESULTS)
+    uds = newest_first(
+        findings_in(results, "opioid-urine-screens", inputs.terminology, named="opioid_drug_test")
+        + drug_panel_findings(results, inputs.terminology)
     )
     positives = [
         f for f in uds if f.result == "positive" and within(f, today, policy.uds_positive_lookback_days)
@@ -53,13 +63,13 @@ def _derive(derivation: Derivation) -> Screens:
     standing = [p for p in positives if not cleared[id(p)]]
     positive = standing[0] if standing else (positives[0] if positives else None)
     passed_after = None
-    if positive is not None and positive.day is not None:
-        day_of = positive.day
+    if positive is not None:
+        screen = positive
         passed_after = next(
             (
                 c
                 for c in derivation.of(CHALLENGES).in_lookback
-                if c.result == "negative" and c.day and c.day >= day_of
+                if c.result == "negative" and c.is_on_or_after(screen)
             ),
             None,
         )
@@ -88,11 +98,7 @@ def _cleared_by(
         if (today - positive.day).days < policy.washout_days(long_acting=analyte in _LONG_ACTING_ANALYTES):
             return ()
         newer = next(
-            (
-                s
-                for s in screens
-                if s.day is not None and s.day > positive.day and s.analytes.get(analyte) == "negative"
-            ),
+            (s for s in screens if s.is_after(positive) and s.analytes.get(analyte) == "negative"),
             None,
         )
         if newer is None:

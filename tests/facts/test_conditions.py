@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cds_service.facts.conditions import allergies_to, current_diagnoses
+from cds_service.facts.conditions import affirmed, allergies_to, current_diagnoses
 from fhir_fixtures import clinical as c
 from tests.support.derivations import TERMS
 
@@ -117,3 +117,18 @@ def test_intolerance_is_not_hypersensitivity(extra: dict[str, Any], intolerance_
 def test_naloxone_allergy(code: dict[str, Any], counts: bool) -> None:
     found = allergies_to([c.allergy(code)], "naloxone-allergens", "naloxone_allergen", TERMS)
     assert bool(found) is counts
+
+
+@pytest.mark.parametrize(
+    ("name", "affirmed_name"),
+    [
+        ("Cirrhosis without ascites or varices", "Cirrhosis"),
+        ("no hepatic encephalopathy, portal hypertension present", ", portal hypertension present"),
+        ("Cirrhosis w/o ascites but with varices", "Cirrhosis but with varices"),
+        ("Hepatitis C, ruled out", "Hepatitis C,"),
+        ("Opioid use disorder, severe", "Opioid use disorder, severe"),
+        ("Nonalcoholic cirrhosis", "Nonalcoholic cirrhosis"),
+    ],
+)
+def test_a_name_is_read_without_the_clauses_it_negates(name: str, affirmed_name: str) -> None:
+    assert affirmed(name) == affirmed_name

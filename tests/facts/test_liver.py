@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from cds_service.facts.liver import LIVER
 from fhir_fixtures import clinical as c
 from tests.support.derivations import fact, facts_of
@@ -40,3 +44,35 @@ def test_child_pugh_c_from_a_score() -> None:
 def test_acute_hepatitis_is_the_contraindication() -> None:
     facts = facts_of(c.condition(c.SNOMED, "37871000", "Acute hepatitis"))
     assert fact(facts, "hepatic_contraindication") is True
+
+
+def cirrhosis_named(text: str, code: str | None = "K74.60") -> Any:
+    condition = c.condition(c.ICD10, code or "local", "Unspecified cirrhosis of liver")
+    if code is None:
+        condition["code"] = {"text": text}
+    else:
+        condition["code"]["text"] = text
+    return condition
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "decompensated"),
+    [
+        # the name qualifies a code that leaves the class or the complication out
+        ("Cirrhosis of liver, Child-Pugh class C (score 11)", "K74.60", True),
+        ("Cirrhosis with ascites", "K74.60", True),
+        ("Cirrhosis, portal hypertension and varices on EGD", "K74.60", True),
+        ("Cirrhosis without ascites or esophageal varices", "K74.60", False),
+        ("Cirrhosis, no hepatic encephalopathy", "K74.60", False),
+        ("Cirrhosis w/o ascites but with esophageal varices", "K74.60", True),
+        ("Child-Pugh class B cirrhosis", "K74.60", False),
+        ("no hepatic encephalopathy, portal hypertension present", None, True),
+        ("Liver cirrhosis, not decompensated", None, False),
+    ],
+)
+def test_the_name_of_a_cirrhosis_says_what_its_code_leaves_out(
+    text: str, code: str | None, decompensated: bool
+) -> None:
+    facts = facts_of(cirrhosis_named(text, code))
+    assert fact(facts, "decompensated_cirrhosis") is decompensated
+    assert fact(facts, "cirrhosis") is True

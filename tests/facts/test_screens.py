@@ -3,6 +3,10 @@ passed naloxone challenge; a recent one."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from cds_service.facts.screens import SCREENS
 from fhir_fixtures import clinical as c
 from tests.support.derivations import fact, facts_of
@@ -42,3 +46,46 @@ def test_an_unreadable_screen_counts_as_done_and_is_said() -> None:
     facts = facts_of(c.urine_opiates("NEG DILUTE", when=-1))
     assert fact(facts, "uds_recent") is True
     assert [f.said for f in facts.of(SCREENS).unreadable] == ["NEG DILUTE"]
+
+
+def panel(
+    result: str, *, when: int = -1, name: str = "Urine drug screen, 9-panel cup (point of care)"
+) -> Any:
+    """A point-of-care cup under a local code: only its name says what it is."""
+    return c.observation("POCUDS9", name, when=when, system="urn:oid:1.2.3.4", valueString=result)
+
+
+@pytest.mark.parametrize(
+    ("said", "positive", "recent"),
+    [
+        ("AMP neg, BZO neg, COC neg, THC pos, OPI neg, OXY neg, MTD neg, BUP neg, FEN POS", True, True),
+        ("AMP pos, OPI neg, FEN neg, BUP neg, MTD neg, OXY neg", False, True),  # another drug positive
+        ("Negative", False, True),  # every drug of the panel negative
+        ("THC positive", False, False),  # says nothing about opioids: no opioid screen on record
+    ],
+)
+def test_a_general_drug_panel_is_read_for_what_it_says_about_opioids(
+    said: str, positive: bool, recent: bool
+) -> None:
+    facts = facts_of(panel(said))
+    assert fact(facts, "uds_positive_recent") is positive
+    assert fact(facts, "uds_recent") is recent
+
+
+def test_a_general_panel_positive_for_no_named_drug_is_unreadable_not_an_opioid_positive() -> None:
+    facts = facts_of(panel("Positive"))
+    assert fact(facts, "uds_positive_recent") is False and fact(facts, "result_unreadable") is True
+
+
+def test_a_naltrexone_level_is_not_a_drug_panel() -> None:
+    facts = facts_of(panel("Positive", name="Naltrexone drug test, urine"))
+    assert fact(facts, "uds_recent") is False and fact(facts, "result_unreadable") is False
+
+
+def test_a_challenge_passed_hours_after_the_screen_lifts_it_whatever_the_offsets() -> None:
+    """00:40 UTC on the 21st is before 21:15 on the 20th in New York (02:15 UTC on the 21st)."""
+    screen = c.urine_opiates("Presumptive positive", when=-1) | {"effectiveDateTime": "2026-11-21T00:40:00Z"}
+    challenge = c.naloxone_challenge("passed", when=-2) | {"effectiveDateTime": "2026-11-20T21:15:00-05:00"}
+    assert fact(facts_of(screen, challenge), "challenge_passed_after_uds") is True
+    earlier = challenge | {"effectiveDateTime": "2026-11-20T19:15:00-05:00"}  # 00:15 UTC: before the screen
+    assert fact(facts_of(screen, earlier), "challenge_passed_after_uds") is False
