@@ -275,7 +275,69 @@ PREFETCH_FOR_TYPE = {
     "Condition": "conditions",
     "AllergyIntolerance": "allergies",
     "Observation": "labResults",
+    "ServiceRequest": "serviceRequests",
+    "Appointment": "appointments",
+    "Procedure": "procedures",
 }
+
+CPT = "http://www.ama-assn.org/go/cpt"
+SURGICAL_CATEGORY = {"coding": [{"system": SNOMED, "code": "387713003", "display": "Surgical procedure"}]}
+
+
+def surgery_order(
+    name: str = "Laparoscopic cholecystectomy",
+    *,
+    in_days: int | None,
+    cpt: str | None = "47562",
+    **extra: Any,
+) -> dict[str, Any]:
+    """An active surgical ServiceRequest planned ``in_days`` from today (``None``: no date recorded)."""
+    code: dict[str, Any] = {"text": name}
+    if cpt:
+        code["coding"] = [{"system": CPT, "code": cpt, "display": name}]
+    resource: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "id": _id("sr"),
+        "status": "active",
+        "intent": "order",
+        "category": [SURGICAL_CATEGORY],
+        "code": code,
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+        "authoredOn": day(-14),
+    }
+    if in_days is not None:
+        resource["occurrenceDateTime"] = day(in_days) + "T07:30:00-05:00"
+    resource.update(extra)
+    return resource
+
+
+def appointment(description: str, *, in_days: int, status: str = "booked", **extra: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Appointment",
+        "id": _id("appt"),
+        "status": status,
+        "description": description,
+        "start": day(in_days) + "T08:00:00-06:00",
+        "end": day(in_days) + "T11:00:00-06:00",
+        "participant": [{"actor": {"reference": f"Patient/{PATIENT_ID}"}, "status": "accepted"}],
+    }
+    resource.update(extra)
+    return resource
+
+
+def procedure(
+    system: str, code: str, display: str, *, status: str = "completed", performed: int | None = -5
+) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Procedure",
+        "id": _id("proc"),
+        "status": status,
+        "code": {"coding": [{"system": system, "code": code, "display": display}], "text": display},
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+    }
+    if performed is not None:
+        resource["performedDateTime"] = day(performed)
+    return resource
 
 
 def scenario(

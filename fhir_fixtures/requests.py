@@ -23,6 +23,9 @@ PREFETCH_KEYS = (
     "labResults",
     "pregnancyStatus",
     "naloxoneChallenges",
+    "serviceRequests",
+    "appointments",
+    "procedures",
 )
 
 

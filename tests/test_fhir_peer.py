@@ -84,6 +84,34 @@ def _clinical_resources(patient: str, prefix: str, requests: int) -> list[dict[s
         _observation(f"{prefix}-nalox", patient, "procedure", LOCAL_OBSERVATION, "naloxone-challenge"),
         _observation(f"{prefix}-preg", patient, "social-history", LOINC, "82810-3"),
         _observation(f"{prefix}-bp", patient, "vital-signs", LOINC, "85354-9"),
+        # planned surgery: the status filters keep completed orders and cancelled appointments out
+        *(
+            {
+                "resourceType": "ServiceRequest",
+                "id": f"{prefix}-sr-{status}",
+                "status": status,
+                "intent": "order",
+                "subject": {"reference": f"Patient/{patient}"},
+                "code": {"text": "Knee arthroscopy"},
+            }
+            for status in ("active", "completed")
+        ),
+        *(
+            {
+                "resourceType": "Appointment",
+                "id": f"{prefix}-ap-{status}",
+                "status": status,
+                "participant": [{"actor": {"reference": f"Patient/{patient}"}, "status": "accepted"}],
+            }
+            for status in ("booked", "proposed", "cancelled")
+        ),
+        {
+            "resourceType": "Procedure",
+            "id": f"{prefix}-pr1",
+            "status": "preparation",
+            "subject": {"reference": f"Patient/{patient}"},
+            "code": {"text": "Cholecystectomy"},
+        },
     ]
     return resources
 
@@ -100,6 +128,9 @@ EXPECTED_FOR_PATIENT = {
     "labResults": {"a-alt", "a-ast"},
     "naloxoneChallenges": {"a-nalox"},
     "pregnancyStatus": {"a-preg"},
+    "serviceRequests": {"a-sr-active"},
+    "appointments": {"a-ap-booked", "a-ap-proposed"},
+    "procedures": {"a-pr1"},
 }
 
 

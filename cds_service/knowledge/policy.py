@@ -44,6 +44,9 @@ class Policy:
     ldn_history_days: int
     blockade_days_oral: int
     blockade_days_injection: int
+    procedure_window_days_oral: int
+    procedure_window_days_injection: int
+    procedure_window_days_low_dose: int
     lft_warning_uln_multiple: float
     lft_critical_uln_multiple: float
     bilirubin_uln_multiple_with_lft: float

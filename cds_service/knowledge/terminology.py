@@ -25,6 +25,7 @@ SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 NDC = "http://hl7.org/fhir/sid/ndc"
+CPT = "http://www.ama-assn.org/go/cpt"
 V3_INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 PROJECT = "http://naltrexone-cds.org/fhir"
 
@@ -35,6 +36,7 @@ _SYSTEM_ALIASES = {
     "urn:oid:2.16.840.1.113883.6.90": ICD10CM,
     "http://hl7.org/fhir/sid/icd-10": ICD10CM,
     "urn:oid:2.16.840.1.113883.6.69": NDC,
+    "urn:oid:2.16.840.1.113883.6.12": CPT,
     "urn:oid:2.16.840.1.113883.5.83": V3_INTERPRETATION,
     "http://hl7.org/fhir/v3/ObservationInterpretation": V3_INTERPRETATION,
 }

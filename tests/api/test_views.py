@@ -35,6 +35,9 @@ def test_prefetch_covers_every_data_domain_with_2_0_1_tokens_only(client: FlaskC
             "Condition",
             "AllergyIntolerance",
             "Observation",
+            "ServiceRequest",
+            "Appointment",
+            "Procedure",
         }
         for query in prefetch.values():
             assert "{{context.patientId}}" in query

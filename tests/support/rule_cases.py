@@ -532,6 +532,45 @@ CASES = [
         *READY,
         absent=("pregnancy",),
     ),
+    # --- planned-procedure ---------------------------------------------------------------------
+    _case(
+        "cholecystectomy ordered for 5 days from now (oral)",
+        c.surgery_order(in_days=5),
+        *READY,
+        fires={"planned-procedure": "warning"},
+        absent=("test-dose",),  # a contraindication: start-up guidance is left out
+    ),
+    _case(
+        "knee arthroplasty booked in 21 days (injection)",
+        c.appointment("Right total knee arthroplasty, OR 4", in_days=21),
+        *READY,
+        order=c.xr_order(),
+        fires={"planned-procedure": "warning"},
+    ),
+    _case(
+        "surgery ordered with no date",
+        c.surgery_order("Inguinal hernia repair", in_days=None, cpt="49505"),
+        *READY,
+        fires={"planned-procedure": "info"},
+    ),
+    _case(
+        "near miss: surgery in 20 days is outside the oral hold",
+        c.surgery_order(in_days=20),
+        *READY,
+        absent=("planned-procedure",),
+    ),
+    _case(
+        "near miss: a surgical follow-up visit is not an operation",
+        c.appointment("Post-op check", in_days=2, serviceCategory=[{"text": "Surgery"}]),
+        *READY,
+        absent=("planned-procedure",),
+    ),
+    _case(
+        "near miss: a cancelled appointment for surgery",
+        c.appointment("Laparoscopic cholecystectomy", in_days=3, status="cancelled"),
+        *READY,
+        absent=("planned-procedure",),
+    ),
     # --- test-dose -----------------------------------------------------------------------------
     _case("OUD, 50 mg daily, no naltrexone in 30 days", *READY, fires={"test-dose": "warning"}),
     _case(

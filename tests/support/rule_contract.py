@@ -32,3 +32,12 @@ CONTRACT = {
     "opioid-blockade": {"warning"},
     "opioid-interaction": {"info"},
 }
+
+# Rule ids this project added to the contract (issue 11 and earlier), with the indicators they may carry.
+ADDITIONS = {
+    "patient-data-unverified": {"warning"},
+    "result-unreadable": {"warning"},
+    "naloxone-hypersensitivity": {"warning", "critical"},
+    # surgery planned inside the hold (warning), or ordered with no date (info)
+    "planned-procedure": {"warning", "info"},
+}

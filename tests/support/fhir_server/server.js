@@ -50,6 +50,9 @@ const ADVERTISED_TYPES = [
   'Condition',
   'AllergyIntolerance',
   'Observation',
+  'ServiceRequest',
+  'Appointment',
+  'Procedure',
 ];
 
 // ---------------------------------------------------------------------------------------------
