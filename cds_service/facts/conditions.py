@@ -56,6 +56,11 @@ def _status(resource: Resource, element: str) -> str | None:
     return codes[0] if codes else None
 
 
+def is_refuted(resource: Resource) -> bool:
+    """The record says the condition is not true (refuted, entered in error, only a differential)."""
+    return _status(resource, "verificationStatus") in _NOT_TRUE
+
+
 def is_current(resource: Resource, today: date | None = None) -> bool:
     clinical = _status(resource, "clinicalStatus")
     verification = _status(resource, "verificationStatus")

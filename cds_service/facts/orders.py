@@ -206,12 +206,12 @@ def _order_facts(
         product=order.product,
         kind=order.kind,
         dosing=order.dosing,
-        regimen=_regimen(order.kind, order.dosing, policy),
+        regimen=regimen(order.kind, order.dosing, policy),
         ldn_plan=plan,
     )
 
 
-def _regimen(kind: OrderKind, dosing: Dosing, policy: Policy) -> str:
+def regimen(kind: OrderKind, dosing: Dosing, policy: Policy) -> str:
     """Which labelled or accepted regimen the order follows: ``missing`` / ``unrecognized`` if none."""
     dose, interval = dosing.dose_mg, dosing.interval_days
     if kind not in NALTREXONE_STARTS:

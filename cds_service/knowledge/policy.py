@@ -39,7 +39,10 @@ class Policy:
     naloxone_challenge_lookback_days: int
     lft_lookback_days: int
     hcg_lookback_days: int
+    hcg_residual_days: int
     prior_naltrexone_days: int
+    continuation_grace_days_oral: int
+    continuation_days_injection: int
     naloxone_rescue_lookback_days: int
     ldn_history_days: int
     blockade_days_oral: int

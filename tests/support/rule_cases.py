@@ -601,6 +601,41 @@ CASES = [
         ),
         absent=("test-dose", "dose-unrecognized"),
     ),
+    # --- continuing naltrexone / duplicate-therapy ---------------------------------------------
+    _case(
+        "oral naltrexone supply covers today: a refill, not a start",
+        OUD,
+        c.dispense(("1483744", "naltrexone hydrochloride 50 MG Oral Tablet"), handed=-25, days_supply=30),
+        fires={"naloxone-rescue": "info"},
+        absent=("test-dose", "uds-needed", "naloxone-challenge-needed", "duplicate-therapy"),
+    ),
+    _case(
+        "the monthly injection three weeks after the last",
+        OUD,
+        c.administration(c.VIVITROL, given=-21),
+        order=c.xr_order(),
+        absent=("uds-needed", "naloxone-challenge-needed", "duplicate-therapy"),
+    ),
+    _case(
+        "near miss: injection six weeks ago is a restart",
+        OUD,
+        c.administration(c.VIVITROL, given=-42),
+        order=c.xr_order(),
+        fires={"uds-needed": "warning", "naloxone-challenge-needed": "info"},
+    ),
+    _case(
+        "oral naltrexone ten days after an injection",
+        OUD,
+        c.administration(c.VIVITROL, given=-10),
+        fires={"duplicate-therapy": "warning"},
+        absent=("test-dose", "uds-needed", "naloxone-challenge-needed"),
+    ),
+    _case(
+        "near miss: oral naltrexone after the injection's blockade",
+        *READY,
+        c.administration(c.VIVITROL, given=-40),
+        absent=("duplicate-therapy",),
+    ),
     # --- xr-dose / dose-unrecognized -----------------------------------------------------------
     _case(
         "extended-release 190 mg",

@@ -40,4 +40,6 @@ ADDITIONS = {
     "naloxone-hypersensitivity": {"warning", "critical"},
     # surgery planned inside the hold (warning), or ordered with no date (info)
     "planned-procedure": {"warning", "info"},
+    # a second naltrexone product on top of one in use (an oral order while an injection still blocks)
+    "duplicate-therapy": {"warning"},
 }
