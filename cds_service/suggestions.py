@@ -201,9 +201,11 @@ def test_dose(ctx: SuggestionContext) -> Suggestion | None:
         start=start,
         text="25 mg (half a 50 mg tablet) once as a test dose; watch for opioid withdrawal",
     )
-    if "dispenseRequest" in first:
-        first["dispenseRequest"].pop("expectedSupplyDuration", None)
-        first["dispenseRequest"]["quantity"] = {"value": 1, "unit": "tablet"}
+    # one dose, no refills; the 50 mg follow-on keeps the supply the prescriber wrote
+    supply = first.setdefault("dispenseRequest", {})
+    supply.pop("expectedSupplyDuration", None)
+    supply["quantity"] = {"value": 1, "unit": "tablet"}
+    supply["numberOfRepeatsAllowed"] = 0
     follow_on = _with_dosage(
         normalised_draft(ctx.order.resource),
         dose_mg=50,

@@ -61,9 +61,26 @@ def test_non_r4_draft_shapes_are_repaired_before_they_are_sent_back() -> None:
     assert draft["category"] == {"text": "outpatient"}  # the request itself is not modified
 
 
-def test_the_test_dose_replaces_the_draft_and_adds_the_daily_order_from_the_next_day() -> None:
-    first, follow_on = resources_of(offered("test-dose", c.oud()))
+def test_the_test_dose_is_one_tablet_without_refills_and_the_daily_order_keeps_the_supply() -> None:
+    prescribed = naltrexone_order(
+        dispenseRequest={
+            "quantity": {"value": 30, "unit": "tablet"},
+            "numberOfRepeatsAllowed": 2,
+            "expectedSupplyDuration": {
+                "value": 30,
+                "unit": "days",
+                "system": "http://unitsofmeasure.org",
+                "code": "d",
+            },
+        }
+    )
+    first, follow_on = resources_of(offered("test-dose", c.oud(), order=prescribed))
     assert dose_mg(first) == 25
+    assert first["dispenseRequest"] == {
+        "quantity": {"value": 1, "unit": "tablet"},
+        "numberOfRepeatsAllowed": 0,
+    }
+    assert follow_on["dispenseRequest"] == prescribed["dispenseRequest"]
     assert first["id"] == "draft-1"
     assert first["dosageInstruction"][0]["timing"]["repeat"]["count"] == 1
     assert dose_mg(follow_on) == 50

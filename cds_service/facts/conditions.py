@@ -68,6 +68,12 @@ def is_current(resource: Resource, today: date | None = None) -> bool:
         return False
     if resource.get("abatementBoolean") is True:
         return False
+    if clinical is None and any(
+        resource.get(k) for k in ("abatementString", "abatementAge", "abatementRange")
+    ):
+        # An abatement with no date and no status (FHIR con-4 requires an abated condition to say it is
+        # inactive). With a coded status present, the status decides: free text may say anything.
+        return False
     abated = first_day(
         resource.get("abatementDateTime"), as_dict(resource.get("abatementPeriod")).get("end"), end=True
     )

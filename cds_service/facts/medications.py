@@ -66,6 +66,8 @@ class Product:
     """A marketed naltrexone 50 mg tablet (ReVia, Depade, generics)."""
     strength_mg: float | None = None
     """Mass of drug per tablet/capsule/unit, when known."""
+    mg_per_ml: float | None = None
+    """Concentration of a liquid (a compounded solution, the injection's suspension), when known."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,7 @@ def classify(source: MedicationSource, terminology: Terminology) -> Product:
     name = _best_name(source, texts)
     extended = lex.matches("extended_release", texts + form_texts)
     strength = _strength_mg(medication, texts)
+    concentration = _concentration_mg_per_ml(medication, texts)
     naltrexone = coded("naltrexone-products") or named("naltrexone")
     opioid = coded("opioid-medications") or named("opioid")
     # A combination (coded as a product, or as a Medication listing its ingredients) is classed by its
@@ -140,14 +143,22 @@ def classify(source: MedicationSource, terminology: Terminology) -> Product:
             "naltrexone_injection", texts + form_texts
         )
         if injection:
-            return Product(ProductClass.NALTREXONE_INJECTION, name, depot=True, strength_mg=strength)
+            # One Vivitrol kit (vial, syringe) holds 380 mg, given as about 4 mL of suspension (label).
+            return Product(
+                ProductClass.NALTREXONE_INJECTION,
+                name,
+                depot=True,
+                strength_mg=strength or XR_KIT_MG,
+                mg_per_ml=concentration or XR_KIT_MG / XR_KIT_ML,
+            )
         return Product(
             ProductClass.NALTREXONE_ORAL,
             name,
             extended_release=extended,
             compounded=lex.matches("compounded", texts),
             commercial_tablet=coded("commercial-naltrexone-tablets") or named("commercial_naltrexone_tablet"),
-            strength_mg=strength,
+            strength_mg=None if concentration else strength,
+            mg_per_ml=concentration,
         )
     if opioid:
         return Product(
@@ -175,15 +186,47 @@ def _best_name(source: MedicationSource, texts: Sequence[str]) -> str:
     return text(concept.get("text")) or (texts[0] if texts else None) or "unnamed medication"
 
 
+XR_KIT_MG = 380.0
+XR_KIT_ML = 4.0
+_CONCENTRATION = re.compile(
+    r"(\d+(?:\.\d+)?)\s*(mg|mcg|µg|ug)\s*(?:/|per|in)\s*(\d+(?:\.\d+)?)?\s*ml\b", re.IGNORECASE
+)
+_VOLUME_UNITS = frozenset({"ml", "milliliter", "milliliters", "millilitre", "millilitres", "cc"})
+
+
+def _ingredient_strength(medication: Mapping[str, Any]) -> tuple[float, float, str] | None:
+    """(mg, per amount, per unit) of a single-ingredient Medication's strength ("1 mg / 1 mL")."""
+    ingredients = as_list(medication.get("ingredient"))
+    if len(ingredients) != 1:
+        return None
+    strength = as_dict(ingredients[0].get("strength"))
+    numerator = mass_mg(strength.get("numerator"))
+    denominator = as_dict(strength.get("denominator"))
+    per = number(denominator.get("value")) or 1.0
+    unit = (text(denominator.get("code")) or text(denominator.get("unit")) or "").lower()
+    return (numerator, per, unit) if numerator is not None and per > 0 else None
+
+
+def _concentration_mg_per_ml(medication: Mapping[str, Any], texts: Sequence[str]) -> float | None:
+    """Mass per mL of a liquid: a single ingredient's strength per mL, else "<n> mg/mL" in its name."""
+    strength = _ingredient_strength(medication)
+    if strength is not None and strength[2] in _VOLUME_UNITS:
+        return strength[0] / strength[1]
+    for candidate in texts:
+        match = _CONCENTRATION.search(candidate)
+        if match:
+            mg = mass_mg({"value": float(match.group(1)), "unit": match.group(2)})
+            volume = float(match.group(3) or 1)
+            if mg and volume > 0:
+                return mg / volume
+    return None
+
+
 def _strength_mg(medication: Mapping[str, Any], texts: Sequence[str]) -> float | None:
     """Mass per unit: a single-ingredient Medication's strength, else the first "<n> mg" in its name."""
-    ingredients = as_list(medication.get("ingredient"))
-    if len(ingredients) == 1:
-        strength = as_dict(ingredients[0].get("strength"))
-        numerator = mass_mg(strength.get("numerator"))
-        denominator = number(as_dict(strength.get("denominator")).get("value"))
-        if numerator is not None and (denominator or 1.0) > 0:
-            return numerator / (denominator or 1.0)
+    strength = _ingredient_strength(medication)
+    if strength is not None and strength[2] not in _VOLUME_UNITS:
+        return strength[0] / strength[1]
     for candidate in texts:
         match = _STRENGTH.search(candidate)
         if match:
@@ -207,6 +250,9 @@ class Dosing:
     bedtime: bool
     start: date | None
     description: str
+    unreadable: str | None = None
+    """What the order sent when a dose or frequency was given but cannot be used (zero, negative, an
+    impossible amount, a unit that cannot be converted, a zero period): quoted on the card."""
 
 
 _TIMING_CODES = {
@@ -249,37 +295,44 @@ _COUNT_UNITS = frozenset(
         "{each}",
         "each",
         "ea",
+        # the extended-release injection is ordered by the kit (one 380 mg dose)
+        "kit",
+        "kits",
+        "{kit}",
+        "vial",
+        "vials",
+        "{vial}",
+        "injection",
+        "injections",
+        "{injection}",
+        "syringe",
+        "{syringe}",
     }
 )
+_ABSURD_DOSE_MG = 10_000.0  # no single dose of any product reviewed here comes near 10 g
 _TEXT_DOSE = re.compile(r"(\d+(?:\.\d+)?)\s*(mg|mcg|g)\b", re.IGNORECASE)
 
 
 def dosing_of(resource: Resource, product: Product, terminology: Terminology) -> Dosing:
     instructions = _in_sequence(as_list(resource.get("dosageInstruction") or resource.get("dosage")))
     dosage = instructions[0] if instructions else {}
-    quantity = _dose_quantity(dosage)
-    dose_mg = mass_mg(quantity)
-    units: float | None = None
-    if dose_mg is None and quantity:
-        unit = (text(as_dict(quantity).get("code")) or text(as_dict(quantity).get("unit")) or "").lower()
-        value = number(as_dict(quantity).get("value"))
-        if value is not None and unit in _COUNT_UNITS:
-            units = value
-            if product.strength_mg is not None:
-                dose_mg = value * product.strength_mg
-    if dose_mg is not None and not (math.isfinite(dose_mg) and 0 < dose_mg < 1_000_000):
-        dose_mg = None  # an impossible amount: treat the dose as unknown
+    dose = _dose_mg(_dose_quantity(dosage), product)
+    dose_mg, units, unreadable = dose.mg, dose.units, dose.unreadable
     dosage_text = text(dosage.get("text")) or ""
-    if dose_mg is None and dosage_text:
+    if dose_mg is None and unreadable is None and dosage_text:
         match = _TEXT_DOSE.search(dosage_text)
         if match:
             dose_mg = mass_mg({"value": float(match.group(1)), "unit": match.group(2)})
     timing = as_dict(dosage.get("timing"))
     repeat = as_dict(timing.get("repeat"))
     interval = _interval_days(timing, repeat)
+    unreadable = unreadable or _unreadable_timing(repeat)
     count = whole_number(repeat.get("count"))
     bedtime = _bedtime(timing, repeat, dosage_text, terminology)
     start = first_day(as_dict(repeat.get("boundsPeriod")).get("start"))
+    description = describe_dosing(dose_mg, interval, count, bedtime)
+    if unreadable:
+        description = f"{description} (could not be read: {unreadable})"
     return Dosing(
         dose_mg=dose_mg,
         units_per_dose=units,
@@ -288,8 +341,52 @@ def dosing_of(resource: Resource, product: Product, terminology: Terminology) ->
         route=_route(dosage, terminology),
         bedtime=bedtime,
         start=start,
-        description=describe_dosing(dose_mg, interval, count, bedtime),
+        description=description,
+        unreadable=unreadable,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Dose:
+    mg: float | None = None
+    units: float | None = None
+    unreadable: str | None = None
+
+
+def _dose_mg(quantity: Mapping[str, Any] | None, product: Product) -> _Dose:
+    """The dose in mg of a doseQuantity: a mass; a count of units of known strength; a volume of a liquid of
+    known concentration. A dose that is given but cannot be used says what was sent."""
+    if not quantity:
+        return _Dose()
+    value = number(quantity.get("value"))
+    unit = (text(quantity.get("code")) or text(quantity.get("unit")) or "").strip()
+    sent = " ".join(p for p in (str(quantity.get("value", "")).strip(), unit) if p) or "an empty dose"
+    if value is None or not math.isfinite(value) or value <= 0:
+        return _Dose(unreadable=sent)
+    mg = mass_mg(quantity)
+    units: float | None = None
+    if mg is None and unit.lower() in _COUNT_UNITS:
+        units = value
+        mg = value * product.strength_mg if product.strength_mg is not None else None
+    elif mg is None and unit.lower() in _VOLUME_UNITS:
+        if product.mg_per_ml is None:
+            return _Dose(unreadable=f"{sent} with no concentration stated")
+        mg = value * product.mg_per_ml
+    elif mg is None:
+        return _Dose(unreadable=sent)
+    if mg is not None and mg > _ABSURD_DOSE_MG:
+        return _Dose(units=units, unreadable=sent)
+    return _Dose(mg, units)
+
+
+def _unreadable_timing(repeat: Mapping[str, Any]) -> str | None:
+    """A frequency or period of zero (or less): the order repeats at no readable interval."""
+    period, frequency = number(repeat.get("period")), number(repeat.get("frequency"))
+    if period is not None and period <= 0:
+        return f"every {period:g} {text(repeat.get('periodUnit')) or ''}".strip()
+    if frequency is not None and frequency <= 0:
+        return f"{frequency:g} times per period"
+    return None
 
 
 def _in_sequence(instructions: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

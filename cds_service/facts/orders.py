@@ -153,6 +153,11 @@ class LdnPlan:
     planned_dose_mg: float
     next_step_day: date | None
     """When the next increase is due (None: no earlier low-dose order)."""
+    step_due_now: bool = False
+    """The increase is already due (its day has passed): the card says "due now", not a past date."""
+
+    def next_increase(self) -> str:
+        return "due now" if self.step_due_now else f"due {day(self.next_step_day)}"
 
 
 @dataclass(frozen=True)
@@ -216,6 +221,8 @@ def regimen(kind: OrderKind, dosing: Dosing, policy: Policy) -> str:
     dose, interval = dosing.dose_mg, dosing.interval_days
     if kind not in NALTREXONE_STARTS:
         return "not-applicable"
+    if dosing.unreadable is not None:
+        return "unrecognized"
     if dose is None:
         return "missing"
 
@@ -256,7 +263,12 @@ def _ldn_plan(history: Sequence[Exposure], policy: Policy, today: date) -> LdnPl
     dose = last.dose_mg or policy.ldn_start_dose_mg
     due = (last.start + timedelta(days=policy.ldn_step_min_days)) if last.start else today
     stepped = dose + policy.ldn_step_mg if due <= today else dose
-    return LdnPlan(previous=last, planned_dose_mg=min(stepped, policy.ldn_max_dose_mg), next_step_day=due)
+    return LdnPlan(
+        previous=last,
+        planned_dose_mg=min(stepped, policy.ldn_max_dose_mg),
+        next_step_day=due,
+        step_due_now=due <= today,
+    )
 
 
 ORDERS = Domain("orders", _derive, valuesets=(
@@ -352,6 +364,8 @@ def _order_dose(orders: Orders, order: OrderFacts, policy: Policy) -> str:
 
 @ORDERS.placeholder("dose_problem", "what is wrong with the order's dose")
 def _dose_problem(orders: Orders, order: OrderFacts, policy: Policy) -> str:
+    if order.dosing.unreadable is not None:
+        return f"a dose that could not be read ({order.dosing.unreadable})"
     if order.dosing.dose_mg is None:
         return "no dose stated"
     return f"an unrecognised regimen ({order.dosing.description})"
@@ -384,15 +398,15 @@ def _ldn_texts(order: OrderFacts, policy: Policy) -> tuple[str, str, str]:
         previous = (
             format_mg(plan.previous.dose_mg) if plan.previous.dose_mg is not None else "an unknown dose"
         )
-        due = day(plan.next_step_day)
         summary = (
             f"next step {target} (was {previous}); titration on plan."
             if on_plan
-            else f"{ordered} is beyond the next step ({target}, from {previous}; next increase {due})."
+            else f"{ordered} is beyond the next step ({target}, from {previous}; "
+            f"increase {plan.next_increase()})."
         )
         detail = (
             f"The current dose on record is {previous} (started {day(plan.previous.start)}); "
-            f"the next increase is due {due}."
+            f"the next increase is {plan.next_increase()}."
         )
     advice = (
         f"Continue titration: +{step} no faster than every {policy.ldn_step_min_days} days, to {maximum}."

@@ -22,6 +22,15 @@ class DefaultUln:
     bilirubin_umol_per_l: float
 
 
+# Severities that are local policy, where reasonable clinicians differ (rules/README.md, "uncertain").
+_INDICATOR_CHOICES = (
+    "hepatic_contraindication_indicator",
+    "ldn_hepatic_indicator",
+    "ldn_recent_short_acting_opioid_indicator",
+    "single_opioid_dose_indicator",
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Policy:
     washout_days_short_acting: int
@@ -55,6 +64,9 @@ class Policy:
     bilirubin_uln_multiple_with_lft: float
     default_uln: DefaultUln
     hepatic_contraindication_indicator: Literal["critical", "warning"]
+    ldn_hepatic_indicator: Literal["critical", "warning"]
+    ldn_recent_short_acting_opioid_indicator: Literal["critical", "warning"]
+    single_opioid_dose_indicator: Literal["critical", "warning"]
     low_dose_ceiling_mg: float
     ldn_start_dose_mg: float
     ldn_step_mg: float
@@ -67,8 +79,9 @@ class Policy:
             value = getattr(self, f.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
                 problems.append(f"{f.name} must be positive")
-        if self.hepatic_contraindication_indicator not in ("critical", "warning"):
-            problems.append("hepatic_contraindication_indicator must be critical or warning")
+        for name in _INDICATOR_CHOICES:
+            if getattr(self, name) not in ("critical", "warning"):
+                problems.append(f"{name} must be critical or warning")
         if self.lft_critical_uln_multiple < self.lft_warning_uln_multiple:
             problems.append("lft_critical_uln_multiple must not be below lft_warning_uln_multiple")
         if not self.ldn_start_dose_mg <= self.ldn_max_dose_mg <= self.low_dose_ceiling_mg:

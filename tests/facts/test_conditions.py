@@ -132,3 +132,19 @@ def test_naloxone_allergy(code: dict[str, Any], counts: bool) -> None:
 )
 def test_a_name_is_read_without_the_clauses_it_negates(name: str, affirmed_name: str) -> None:
     assert affirmed(name) == affirmed_name
+
+
+@pytest.mark.parametrize(
+    ("clinical", "abatement", "counts"),
+    [
+        (None, {"abatementString": "resolved 2019"}, False),  # no status: the abatement decides
+        (None, {"abatementAge": {"value": 30, "unit": "a"}}, False),
+        ("active", {"abatementString": "not resolved"}, True),  # a coded status beats free text
+        (None, {"abatementDateTime": "2099-01-01"}, True),  # abates in the future: still current
+        ("active", {"abatementDateTime": "2020-01-01"}, False),  # a past abatement date
+        (None, {"abatementBoolean": True}, False),
+    ],
+)
+def test_abatement(clinical: str | None, abatement: dict[str, Any], counts: bool) -> None:
+    condition = c.condition(c.ICD10, "F11.20", "Opioid dependence", clinical=clinical) | abatement
+    assert bool(current_diagnoses([condition], "opioid-use-disorder", TERMS, c.TODAY)) is counts

@@ -47,3 +47,32 @@ def test_hepatic_contraindication_severity_is_configurable(tmp_path: Path) -> No
     cards = by_rule(answer(pipeline_for(policy_file=override), body))
     assert cards["hepatic-contraindication"]["indicator"] == "warning"
     assert "lft-needed" not in cards  # still a contraindication for noise control
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "rule_id"),
+    [
+        (
+            "single_opioid_dose_indicator",
+            c.scenario(c.administration(c.OXYCODONE, given=-2)),
+            "opioid-recent",
+        ),
+        (
+            "ldn_recent_short_acting_opioid_indicator",
+            c.scenario(c.dispense(c.OXYCODONE, handed=-8, days_supply=3), order=c.ldn_order()),
+            "opioid-recent",
+        ),
+        (
+            "ldn_hepatic_indicator",
+            c.scenario(c.condition(c.SNOMED, "37871000", "Acute hepatitis"), order=c.ldn_order()),
+            "hepatic-contraindication",
+        ),
+    ],
+)
+def test_severities_where_clinicians_differ_are_configurable(
+    tmp_path: Path, name: str, body: dict[str, object], rule_id: str
+) -> None:
+    assert by_rule(answer(pipeline_for(), body))[rule_id]["indicator"] == "warning"
+    override = tmp_path / "local-policy.yaml"
+    override.write_text(f"{name}: critical\n")
+    assert by_rule(answer(pipeline_for(policy_file=override), body))[rule_id]["indicator"] == "critical"

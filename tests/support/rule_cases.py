@@ -601,6 +601,30 @@ CASES = [
         ),
         absent=("test-dose", "dose-unrecognized"),
     ),
+    # --- naloxone-rescue (issue 11: every injection, whatever the indication) -------------------
+    _case(
+        "extended-release injection for alcohol use disorder, no naloxone on file",
+        c.condition(c.ICD10, "F10.20", "Alcohol dependence, uncomplicated"),
+        LFT_OK,
+        order=c.xr_order(),
+        fires={"naloxone-rescue": "info"},
+    ),
+    _case(
+        "near miss: oral naltrexone for alcohol use disorder",
+        c.condition(c.ICD10, "F10.20", "Alcohol dependence, uncomplicated"),
+        LFT_OK,
+        absent=("naloxone-rescue",),
+    ),
+    _case(
+        "near miss: nalmefene nasal spray prescribed 3 months ago",
+        c.condition(c.ICD10, "F10.20", "Alcohol dependence, uncomplicated"),
+        LFT_OK,
+        c.medication_request(
+            {"text": "Opvee (nalmefene) 2.7 mg nasal spray"}, authored=-90, supply_days=None
+        ),
+        order=c.xr_order(),
+        absent=("naloxone-rescue",),
+    ),
     # --- continuing naltrexone / duplicate-therapy ---------------------------------------------
     _case(
         "oral naltrexone supply covers today: a refill, not a start",

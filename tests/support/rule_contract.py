@@ -20,7 +20,8 @@ CONTRACT = {
     "lft-needed": {"info"},
     # issue 11: a non-immune intolerance (nausea, low criticality) is a warning
     "hypersensitivity": {"critical", "warning"},
-    "pregnancy": {"warning"},
+    # issue 11: naltrexone/bupropion is contraindicated in pregnancy by its label
+    "pregnancy": {"warning", "critical"},
     "test-dose": {"warning"},
     "xr-dose": {"warning"},
     "naloxone-rescue": {"info"},
