@@ -11,107 +11,27 @@ from __future__ import annotations
 import copy
 import json
 import sys
-import uuid
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
 from fhir_fixtures import UNREACHABLE_FHIR_SERVER  # noqa: E402
 from fhir_fixtures import clinical as c  # noqa: E402
+from fhir_fixtures.catalogue import (  # noqa: E402
+    EXAMPLES,
+    FIFTY_DAILY_TEST_DOSE,
+    FOLLOW_ON,
+    GUIDANCE,
+    SCENARIOS,
+    add,
+    delete_draft,
+    example,
+    named,
+    workup,
+)
 from fhir_fixtures.requests import hook_request, naltrexone_order, sandbox_hook_bodies, searchset  # noqa: E402
-
-REFERENCE_DATE = c.TODAY.isoformat()
-EXAMPLES = ROOT / "_sources" / "hl7.fhir.r4.examples"
-SCENARIOS: list[dict[str, Any]] = []
-
-
-def named(resource: dict[str, Any], resource_id: str) -> dict[str, Any]:
-    resource["id"] = resource_id
-    return resource
-
-
-def add(
-    name: str,
-    title: str,
-    story: str,
-    body: dict[str, Any],
-    *,
-    cards: dict[str, str] | None = None,
-    absent: tuple[str, ...] = (),
-    only: bool = False,
-    suggestions: tuple[dict[str, Any], ...] = (),
-    quirk: str | None = None,
-    status: int = 200,
-) -> None:
-    expected: dict[str, Any] = {
-        "title": title,
-        "story": story,
-        "reference_date": REFERENCE_DATE,
-        "hook": body["hook"],
-        "status": status,
-        "cards": cards or {},
-        "absent": list(absent),
-        "only": only,
-        "suggestions": list(suggestions),
-    }
-    if quirk:
-        expected["quirk"] = quirk
-    body["hookInstance"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"naltrexone-cds/fixtures/{name}"))
-    SCENARIOS.append({"name": name, "request": body, "expected": expected})
-
-
-def delete_draft(rule: str, draft: str = "draft-1") -> dict[str, Any]:
-    return {"rule": rule, "type": "delete", "resourceId": f"MedicationRequest/{draft}"}
-
-
-def example(filename: str) -> dict[str, Any]:
-    resource: dict[str, Any] = json.loads((EXAMPLES / filename).read_text(encoding="utf-8"))
-    return resource
-
-
-# A fully worked-up standard-dose start for opioid use disorder: nothing is missing but what a
-# scenario takes away or adds.
-def workup(
-    *, oud: bool = True, uds: bool = True, challenge: bool = True, lft: bool = True, rescue: bool = True
-) -> list[dict[str, Any]]:
-    items = []
-    if oud:
-        items.append(named(c.oud(onset=-400), "oud-1"))
-    if uds:
-        items.append(named(c.urine_opiates("Negative", when=-1), "uds-neg-1"))
-    if challenge:
-        items.append(named(c.naloxone_challenge("passed", when=-1), "challenge-passed-1"))
-    if lft:
-        items.append(named(c.alt(30, when=-20), "alt-normal-1"))
-    if rescue:
-        items.append(
-            named(c.medication_request(c.NALOXONE_SPRAY, authored=-100, supply_days=None), "naloxone-rx-1")
-        )
-    return items
-
-
-FIFTY_DAILY_TEST_DOSE = {
-    "rule": "test-dose",
-    "type": "update",
-    "resourceType": "MedicationRequest",
-    "expect": {
-        "id": "draft-1",
-        "dosageInstruction.0.doseAndRate.0.doseQuantity.value": 25,
-        "dosageInstruction.0.timing.repeat.count": 1,
-    },
-}
-FOLLOW_ON = {
-    "rule": "test-dose",
-    "type": "create",
-    "resourceType": "MedicationRequest",
-    "expect": {
-        "dosageInstruction.0.doseAndRate.0.doseQuantity.value": 50,
-        "dosageInstruction.0.timing.repeat.boundsPeriod.start": "@+1",
-    },
-}
-GUIDANCE = ("test-dose", "uds-needed", "naloxone-challenge-needed", "lft-needed", "naloxone-rescue")
+from fhir_fixtures.scenarios_reading import build_reading  # noqa: E402
 
 
 def build() -> None:
@@ -960,6 +880,16 @@ def render_readme() -> str:
         "",
         "Regenerate with `python fhir_fixtures/build.py`; the expectations live there, written from the",
         "clinical story, never copied from the service's output. Real data in `_sources/` keeps its provenance.",
+        "The scenarios of the clinical-reading work (issue 11: result wording, units, substances, naloxone",
+        "allergy, planned surgery, decompensation, time zones, continuation, pregnancy outcomes, doses) are in",
+        "`scenarios_reading.py`, each class with its near miss.",
+        "",
+        "Rule ids added to the contract by that work (rules/README.md has their full definitions):",
+        "",
+        "- `result-unreadable` (warning): a screen, challenge or liver test that could not be read;",
+        "- `naloxone-hypersensitivity` (warning; critical when severe): an allergy to naloxone or nalmefene;",
+        "- `planned-procedure` (warning; info when undated): surgery planned within the hold for the form;",
+        "- `duplicate-therapy` (warning): a second naltrexone product on top of one in use.",
         "",
         f"{len(SCENARIOS)} scenarios:",
         "",
@@ -983,6 +913,7 @@ def write(target: Path = ROOT) -> list[Path]:
     SCENARIOS.clear()
     c.reset_ids()
     build()
+    build_reading()
     names = [s["name"] for s in SCENARIOS]
     if len(set(names)) != len(names):
         raise SystemExit("scenario names must be unique")
