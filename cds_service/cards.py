@@ -7,7 +7,11 @@ Policies applied here, in this order (from the public contract):
 4. at most one card per rule id; cards sorted critical -> warning -> info, then in rule-book order.
 
 A card's words come from the rule (or the variant that matched) in ``rules/rules.yaml``; its
-``{placeholders}`` and evidence lines come from the fact domains that declare them.
+``{placeholders}`` and evidence lines come from the fact domains that declare them. A card is read in
+seconds (``../shared/design/cards.md``): the summary says the danger or the action first; the detail holds
+**Why** (one or two sentences), **Patient** (the facts behind it, one line each, at most
+``MAX_FACT_LINES``) and **Do** (one sentence); the source is in ``source`` only, and the long content is on
+the rule's page, linked from the card.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from cds_service.cdshooks import INDICATORS, Card, Coding, Hook, Source, Suggestion
+from cds_service.cdshooks import INDICATORS, Card, Coding, Hook, Link, Source, Suggestion
 from cds_service.engine import Match
 from cds_service.facts import ClinicalFacts
 from cds_service.facts.orders import OrderFacts
+from cds_service.facts.wording import ingredient_name
 from cds_service.knowledge.rulebook import Rule, RuleBook, Variant
 from cds_service.knowledge.terminology import PROJECT
 from cds_service.suggestions import BUILDERS, SuggestionContext
@@ -28,6 +33,7 @@ RULE_SYSTEM = f"{PROJECT}/CodeSystem/rule"
 OVERRIDE_SYSTEM = f"{PROJECT}/CodeSystem/override-reason"
 _SEVERITY = {indicator: rank for rank, indicator in enumerate(INDICATORS)}
 _SUMMARY_LIMIT = 139
+MAX_FACT_LINES = 3
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,8 @@ class CardContext:
     patient_id: str
     user_id: str | None
     encounter_id: str | None
+    rules_url: str | None = None
+    """Where the service's rule pages are (``https://cds.example.org/rules``); no link without it."""
 
 
 def render(matches: Iterable[Match], ctx: CardContext) -> tuple[Card, ...]:
@@ -107,9 +115,14 @@ def _card(rule: Rule, variant: Variant, orders: Sequence[OrderFacts], ctx: CardC
     if suggestions:
         first = suggestions[0]
         suggestions[0] = Suggestion(first.label, first.uuid, first.actions, is_recommended=True)
+    links = (
+        (Link(f"{rule.title}: details and sources", f"{ctx.rules_url.rstrip('/')}/{rule.id}"),)
+        if ctx.rules_url
+        else ()
+    )
     return Card(
         uuid=str(uuid.uuid4()),
-        summary=_fit(variant.summary.format_map(_Placeholders(facts, orders[0], escape=False))),
+        summary=fit_summary(variant.summary.format_map(_Placeholders(facts, orders[0], escape=False))),
         detail=_detail(rule, variant, orders, ctx),
         indicator=variant.indicator,
         source=Source(
@@ -121,31 +134,35 @@ def _card(rule: Rule, variant: Variant, orders: Sequence[OrderFacts], ctx: CardC
         override_reasons=tuple(
             Coding(OVERRIDE_SYSTEM, code, display) for code, display in rule.override_reasons
         ),
+        links=links,
     )
 
 
-def _fit(summary: str) -> str:
+def fit_summary(summary: str) -> str:
+    """One line under 140 characters, cut at a word (never inside one) when it must be cut."""
     summary = " ".join(summary.split())
-    return summary if len(summary) <= _SUMMARY_LIMIT else summary[: _SUMMARY_LIMIT - 1].rstrip() + "…"
+    if len(summary) <= _SUMMARY_LIMIT:
+        return summary
+    cut = summary[: _SUMMARY_LIMIT - 1].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + "…"
 
 
 def _detail(rule: Rule, variant: Variant, orders: Sequence[OrderFacts], ctx: CardContext) -> str:
     # Names, ids and texts come from the EHR's data: escaped so they cannot add links, HTML or emphasis.
     values = _Placeholders(ctx.facts, orders[0], escape=True)
-    lines = [variant.detail.format_map(values), ""]
-    reviewed = "; ".join(markdown_safe(f"{o.label} ({o.reference})") for o in orders)
-    lines += [f"**Order reviewed:** {reviewed}", ""]
-    evidence = [line for name in rule.evidence for line in ctx.facts.evidence(name, orders[0])]
-    if evidence:
-        lines.append("**Patient data behind this card:**")
-        lines += [f"- {markdown_safe(line)}" for line in evidence]
-        lines.append("")
-    lines += [f"**What to do:** {variant.advice.format_map(values)}", ""]
-    lines.append(
-        f"**Source:** [{variant.source.title}]({variant.source.url}), {variant.source.section}. "
-        f"Rule `{rule.id}`, rules {ctx.rulebook.version}."
-    )
-    return "\n".join(lines)
+    parts = [f"**Why:** {variant.detail.format_map(values)}".strip()]
+    facts = [
+        f"ordered: {ingredient_name(o.product.name)} {o.dosing.description} ({o.reference})" for o in orders
+    ]
+    facts = facts if len(orders) > 1 else []
+    facts += [line for name in rule.evidence for line in ctx.facts.evidence(name, orders[0])]
+    if facts:
+        shown = [f"- {markdown_safe(line)}" for line in facts[:MAX_FACT_LINES]]
+        if len(facts) > MAX_FACT_LINES:
+            shown.append(f"- and {len(facts) - MAX_FACT_LINES} more in the record")
+        parts.append("**Patient:**\n" + "\n".join(shown))
+    parts.append(f"**Do:** {variant.advice.format_map(values)}")
+    return "\n\n".join(parts)
 
 
 _MARKDOWN_SPECIALS = str.maketrans({c: f"\\{c}" for c in "\\`*_[]<>|#"} | {"\n": " ", "\r": " "})

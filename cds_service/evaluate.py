@@ -49,7 +49,8 @@ def evaluate(
             service = pipeline.service_for_hook(hook)
         else:
             service = pipeline.service("naltrexone-order-select")
-        return response_json(pipeline.run(service, body))
+        base = settings.public_base_url or f"http://{settings.host}:{settings.port}"
+        return response_json(pipeline.run(service, body, rules_url=base.rstrip("/") + "/rules"))
     except CdsError as error:
         raise EvaluationFailed(error.status, error.to_operation_outcome()) from error
 

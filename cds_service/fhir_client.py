@@ -176,8 +176,8 @@ class FetchSession:
             response = self._client.get(url, headers=self._headers, timeout=self._remaining())
         except httpx.TimeoutException:
             raise _Failed(f"no answer within the {self._budget_ms()} ms budget") from None
-        except httpx.HTTPError as exc:
-            raise _Failed(f"could not connect ({type(exc).__name__})") from None
+        except httpx.HTTPError:
+            raise _Failed("could not connect") from None
         if response.status_code in (401, 403):
             raise _Failed(f"access denied (HTTP {response.status_code})")
         if response.status_code != 200:

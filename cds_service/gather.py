@@ -186,9 +186,9 @@ def _refusal(
     if server is None or fetcher is None:
         return None
     if not fetcher.allows(request):
-        reason = "fhirServer is not on this deployment's allowlist"
+        reason = "the EHR's FHIR server is not on this service's allowlist"
     elif fhir_servers is not None and not within_any(server, fhir_servers):
-        reason = "fhirServer is not one of the FHIR servers configured for the calling client"
+        reason = "the EHR's FHIR server is not one configured for the calling system"
     else:
         return None
     log.warning("fhirServer refused", extra=log_fields(reason=reason, fhir_host=urlsplit(server).hostname))
@@ -208,7 +208,7 @@ def _fill_absent(
         # A fhirServer the service may not query is an unreachable one (never a 412: the EHR did name one).
         for template in absent:
             keys[template.key] = KeyOutcome.REFUSED
-            problems[template.key] = f"'{template.key}' was not prefetched, and {refused}"
+            problems[template.key] = f"not sent, and {refused}"
         return
     if session is None:
         required = [t.key for t in absent if t.required]
@@ -233,7 +233,7 @@ def _fill_absent(
         if result.failure is not None or result.resource is None:
             keys[template.key] = KeyOutcome.FETCH_FAILED
             problems[template.key] = (
-                f"'{template.key}' could not be read from fhirServer: {result.failure or 'no data'}"
+                f"not sent, and the EHR's FHIR server failed: {result.failure or 'no data'}"
             )
         else:
             outcome = _take(template.key, result.resource, f"fhirServer {template.key}", collector, problems)
@@ -245,7 +245,7 @@ def _take(key: str, value: Any, where: str, collector: _Collector, problems: dic
     if value is None:
         return KeyOutcome.NULL
     if value.get("resourceType") == "OperationOutcome":
-        problems[key] = f"the EHR reported an error for '{key}': {_outcome_text(value)}"
+        problems[key] = f"the EHR reported an error ({_outcome_text(value)})"
         return KeyOutcome.REPORTED_ERROR
     before = collector.added
     _add_resource_or_bundle(value, where, collector)
@@ -253,10 +253,10 @@ def _take(key: str, value: Any, where: str, collector: _Collector, problems: dic
         collector.with_data.add(key)
     failed = _search_failure(value)
     if failed:
-        problems[key] = f"the search for '{key}' reported an error: {failed}"
+        problems[key] = f"the EHR's search reported an error ({failed})"
         return KeyOutcome.REPORTED_ERROR
     if value.get("resourceType") == "Bundle" and _has_next_page(value):
-        problems[key] = f"'{key}' is paged and the further pages were not retrieved"
+        problems[key] = "only the first page of results was sent"
         return KeyOutcome.REPORTED_ERROR
     return KeyOutcome.PREFETCHED
 

@@ -137,10 +137,16 @@ class Pipeline:
             ) from None
 
     def run(
-        self, service: ServiceDefinition, body: Any, *, fhir_servers: tuple[str, ...] | None = None
+        self,
+        service: ServiceDefinition,
+        body: Any,
+        *,
+        fhir_servers: tuple[str, ...] | None = None,
+        rules_url: str | None = None,
     ) -> CdsResponse:
         """The cards for one hook call. ``fhir_servers``: where the authenticated client's ``fhirServer``
-        may point (``None``: not bound to a client, only the deployment's allowlist applies)."""
+        may point (``None``: not bound to a client, only the deployment's allowlist applies);
+        ``rules_url``: where the rule pages the cards link to are served."""
         k = self.knowledge
         request = parse_hook_request(service, body)
         triage = identify_orders(request, k.terminology, k.policy)
@@ -165,6 +171,7 @@ class Pipeline:
                 patient_id=request.patient_id,
                 user_id=request.user_id,
                 encounter_id=request.encounter_id,
+                rules_url=rules_url,
             ),
         )
         if self.audit is not None:

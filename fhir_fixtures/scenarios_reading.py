@@ -494,9 +494,11 @@ def _continuation() -> None:
         "test-dose-and-follow-on-at-signing",
         "The test dose and its follow-on signed together",
         "At signing, the session holds the 25 mg test dose and the 50 mg daily order from the next day: the "
-        "start is already planned, so the start-up guidance is not repeated.",
+        "start is planned, so no test-dose card again; but no urine screen is on record, and a positive one "
+        "would contraindicate the first dose, so that warning stays.",
         c.scenario(*workup(uds=False, challenge=False), drafts=[test_dose], hook="order-sign"),
-        absent=START_UP,
+        cards={"uds-needed": "warning"},
+        absent=("test-dose",),
     )
     add(
         "duplicate-oral-during-injection",

@@ -24,7 +24,7 @@ def test_evaluate_prints_cards_for_a_person() -> None:
     out = " ".join(printed.split())  # lines are wrapped for the terminal
     assert code == 0
     assert "CRITICAL opioid-recent" in out
-    assert "Naltrexone can start on 2026-11-28" in out
+    assert "Do not start naltrexone before 28 Nov 2026" in out
     assert "MedicationDispense/oxycodone-md-1" in out  # the facts behind the card
     assert "update MedicationRequest/draft-1: Set the order's start date to 2026-11-28" in out
     assert "Source: FDA label, naltrexone hydrochloride tablets" in out

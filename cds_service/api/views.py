@@ -64,9 +64,15 @@ def call_service(service_id: str) -> Response:
     service = pipeline.service(service_id)
     body = _json_body()
     g.hook_instance = _loggable_id(body.get("hookInstance") if isinstance(body, dict) else None)
-    response = pipeline.run(service, body, fhir_servers=g.get("fhir_servers"))
+    response = pipeline.run(service, body, fhir_servers=g.get("fhir_servers"), rules_url=rules_url())
     g.rule_ids = [card.rule_id for card in response.cards]
     return jsonify(response_json(response))
+
+
+def rules_url() -> str:
+    """Where the rule pages are, for the cards' links: the configured public URL, else the one called."""
+    base = state().settings.public_base_url or request.url_root
+    return base.rstrip("/") + "/rules"
 
 
 @blueprint.post("/cds-services/<service_id>/feedback")

@@ -9,7 +9,7 @@ from cds_service.facts.domain import Derivation, Domain
 from cds_service.facts.history import HISTORY
 from cds_service.facts.medications import Exposure, ProductClass
 from cds_service.facts.orders import ORDERS, OrderFacts
-from cds_service.facts.wording import names, since
+from cds_service.facts.wording import drug_names, since
 from cds_service.fhir import reference_of
 from cds_service.knowledge.policy import Policy
 
@@ -67,7 +67,7 @@ def _rescue(facts: Comedication, order: OrderFacts) -> bool:
 
 @COMEDICATION.placeholder("antidiarrheal_names", "the antidiarrheals in use")
 def _antidiarrheal_names(facts: Comedication, order: OrderFacts, policy: Policy) -> str:
-    return names(e.product.name for e in facts.antidiarrheals)
+    return drug_names(e.product.name for e in facts.antidiarrheals)
 
 
 @COMEDICATION.evidence("antidiarrheals", "the antidiarrheals in use")

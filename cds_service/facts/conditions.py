@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 
 from cds_service.facts.domain import Derivation, Domain
+from cds_service.facts.wording import day, fact_line
 from cds_service.fhir import Resource, as_dict, as_list, first_day, reference_of
 from cds_service.knowledge.terminology import ICD10CM, SNOMED, Code, Terminology, codings, concept_texts
 
@@ -28,16 +29,32 @@ _NOT_TRUE = frozenset({"refuted", "entered-in-error", "differential"})
 # A diagnosis name states what is absent as often as what is present ("cirrhosis without ascites or
 # varices", "no hepatic encephalopathy, portal hypertension present"): a name is read without its negated
 # clauses, which run from the negation to the next clause boundary.
+# A negated clause ends at punctuation, a joining sign or word ("-", "/", "+", "&", "and", "but", "with"): a
+# finding after it is read ("no varices and hepatic encephalopathy grade 2" still says encephalopathy).
+_CLAUSE_END = r"(?=[,;.:()\[\]/+&]|\s-\s|\s-|\band\b|\bbut\b|\bwith\b|\bhowever\b|$)"
 _NEGATED_CLAUSE = re.compile(
-    r"\b(without|w/o|no|not|negative for|denies|ruled out|r/o|absence of|free of)\b"
-    r".*?(?=[,;.:()\[\]]|\bbut\b|\bwith\b|\bhowever\b|$)",
+    r"\b(without|w/o|no|not|negative for|denies|ruled out|r/o|rule out|absence of|free of|screening for|"
+    r"screen for|evaluation for|assessment for|at risk of|risk of)\b.*?" + _CLAUSE_END,
     re.IGNORECASE,
 )
+# ...and a finding followed by its negation: "hepatic encephalopathy ruled out", "hepatitis C, ruled out".
+_NEGATION_AFTER = re.compile(r"\b(ruled out|excluded|absent|not present|not seen)\s*$", re.IGNORECASE)
 
 
 def affirmed(name: str) -> str:
     """``name`` without the clauses it negates."""
-    return " ".join(_NEGATED_CLAUSE.sub(" ", name).split())
+    kept: list[str] = []
+    for segment in re.split(r"([,;.:()\[\]/+&]|\s-\s)", name):
+        if _NEGATION_AFTER.search(segment):
+            if not _NEGATION_AFTER.sub("", segment).strip() and kept:
+                # "hepatitis C, ruled out": the negation stands alone and applies to what precedes it
+                while kept and not kept[-1].strip(" ,;:-()[]"):
+                    kept.pop()
+                if kept:
+                    kept.pop()
+            continue
+        kept.append(segment)
+    return " ".join(_NEGATED_CLAUSE.sub(" ", "".join(kept)).split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,18 +64,14 @@ class Diagnosis:
     onset: date | None
 
     def evidence(self) -> str:
-        since = f", since {self.onset.isoformat()}" if self.onset else ""
-        return f"{self.name} — {self.reference}, active{since}"
+        return fact_line(
+            self.name, f"active since {day(self.onset)}" if self.onset else "active", self.reference
+        )
 
 
 def _status(resource: Resource, element: str) -> str | None:
     codes = [code for _, code in codings(resource.get(element))]
     return codes[0] if codes else None
-
-
-def is_refuted(resource: Resource) -> bool:
-    """The record says the condition is not true (refuted, entered in error, only a differential)."""
-    return _status(resource, "verificationStatus") in _NOT_TRUE
 
 
 def is_current(resource: Resource, today: date | None = None) -> bool:
@@ -107,22 +120,41 @@ class Problems:
         terminology: Terminology,
         *,
         named: str | None = None,
-        qualified: str | None = None,
+        qualified: tuple[str, str] | None = None,
     ) -> list[Resource]:
         """Conditions coded in ``valueset``; or (``named``) uncoded ones whose name matches that lexicon
-        pattern; or (``qualified``) any whose name matches it, coded or not: for qualifiers a code often
-        leaves out ("cirrhosis, Child-Pugh class C" coded as unspecified cirrhosis)."""
+        pattern; or (``qualified``: pattern, value set) uncoded ones, or ones coded in that value set, whose
+        name matches the pattern: for qualifiers a code leaves out ("cirrhosis, Child-Pugh class C" coded
+        as unspecified cirrhosis), never read from the name of an unrelated condition."""
         members = terminology.valuesets.get(valueset)
         positions: set[int] = set()
         for (system, code), where in self._by_code.items():
             if members.contains(system, code):
                 positions.update(where)
-        for pattern, index in ((named, self._by_name), (qualified, self._by_any_name)):
-            if pattern:
-                for name, where in index.items():
-                    if terminology.lexicon.matches(pattern, (name,)):
-                        positions.update(where)
+        if named:
+            positions.update(self._named(named, self._by_name, terminology))
+        if qualified:
+            pattern, within = qualified
+            context = set(self._named(None, self._by_name, terminology)) | {
+                p for p in range(len(self._conditions)) if self._coded(p, within, terminology)
+            }
+            positions.update(p for p in self._named(pattern, self._by_any_name, terminology) if p in context)
         return [self._conditions[p] for p in sorted(positions)]
+
+    def _named(
+        self, pattern: str | None, index: Mapping[str, list[int]], terminology: Terminology
+    ) -> list[int]:
+        """Positions whose name (in ``index``) matches ``pattern`` (every position in it without one)."""
+        return [
+            p
+            for name, where in index.items()
+            if pattern is None or terminology.lexicon.matches(pattern, (name,))
+            for p in where
+        ]
+
+    def _coded(self, position: int, valueset: str, terminology: Terminology) -> bool:
+        members = terminology.valuesets.get(valueset)
+        return any(members.contains(*c) for c in codings(self._conditions[position].get("code")))
 
 
 def current_diagnoses(
@@ -133,7 +165,7 @@ def current_diagnoses(
     *,
     within_days: int | None = None,
     named: str | None = None,
-    qualified: str | None = None,
+    qualified: tuple[str, str] | None = None,
     or_recorded_within: int | None = None,
 ) -> list[Diagnosis]:
     """Current conditions coded in ``valueset`` (or named by the lexicon pattern ``named``); with
@@ -202,8 +234,7 @@ class Allergy:
         details = [", ".join(self.reactions)] if self.reactions else []
         if self.criticality:
             details.append(f"{self.criticality} criticality")
-        shown = f" ({'; '.join(details)})" if details else ""
-        return f"{self.kind}: {self.substance}{shown} — {self.reference}"
+        return fact_line(f"{self.kind} to {self.substance}", ", ".join(details), self.reference)
 
 
 def allergies_to(

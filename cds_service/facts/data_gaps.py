@@ -14,6 +14,7 @@ from cds_service.facts.domain import Derivation, Domain
 from cds_service.facts.history import HISTORY
 from cds_service.facts.medications import Exposure, ProductClass
 from cds_service.facts.orders import OrderFacts
+from cds_service.facts.wording import and_list, fact_line
 from cds_service.gather import DomainData
 from cds_service.knowledge.policy import Policy
 
@@ -65,7 +66,7 @@ def _clinical_unavailable(facts: DataGaps, order: OrderFacts) -> bool:
 @DATA_GAPS.placeholder("missing_domains", "the parts of the record that could not be obtained")
 def _missing(facts: DataGaps, order: OrderFacts, policy: Policy) -> str:
     titles = sorted((*facts.medications, *facts.clinical), key=lambda d: d.domain.name)
-    return ", ".join(d.domain.title for d in titles) or "none"
+    return and_list(d.domain.title for d in titles) or "none"
 
 
 @DATA_GAPS.placeholder("labs_gap", "a sentence when laboratory results could not be obtained")
@@ -77,10 +78,16 @@ def _labs_gap(facts: DataGaps, order: OrderFacts, policy: Policy) -> str:
 
 @DATA_GAPS.evidence("medications_gap", "why the medication history is incomplete")
 def _medications_gap(facts: DataGaps, order: OrderFacts, policy: Policy) -> list[str]:
-    lines = [f"{d.domain.title}: {problem}" for d in facts.medications for problem in d.problems]
-    return lines + [f"medication not identified — {e.reference}, {e.detail}" for e in facts.unidentified]
+    return _gap_lines(facts.medications) + [
+        fact_line("medication not identified", e.detail, e.reference) for e in facts.unidentified
+    ]
 
 
 @DATA_GAPS.evidence("clinical_gap", "which clinical data could not be obtained, and why")
 def _clinical_gap(facts: DataGaps, order: OrderFacts, policy: Policy) -> list[str]:
-    return [f"{d.domain.title}: {problem}" for d in facts.clinical for problem in d.problems]
+    return _gap_lines(facts.clinical)
+
+
+def _gap_lines(gaps: tuple[DomainData, ...]) -> list[str]:
+    """One line per part of the record, each reason once (four medication searches failing alike are one)."""
+    return [f"{d.domain.title}: {'; '.join(dict.fromkeys(d.problems))}" for d in gaps]

@@ -25,7 +25,7 @@ from cds_service.facts.observations import (
     unread_since_readable,
 )
 from cds_service.facts.orders import OrderFacts
-from cds_service.facts.wording import day, names, since
+from cds_service.facts.wording import day, fact_line, names, since
 from cds_service.fhir import Resource, as_dict, number, reference_of, text
 from cds_service.knowledge.policy import Policy
 from cds_service.knowledge.terminology import concept_texts
@@ -62,14 +62,14 @@ def _derive(derivation: Derivation) -> Liver:
     bilirubin = bilirubin_results(results, terminology, policy.default_uln.bilirubin_mg_per_dl)
     days = policy.lft_lookback_days
     coded = current_diagnoses(
-        problems, "decompensated-cirrhosis", terminology, today, qualified="child_pugh_c"
+        problems, "decompensated-cirrhosis", terminology, today, qualified=("child_pugh_c", "cirrhosis")
     )
     events = current_diagnoses(
         problems,
         "liver-decompensation-events",
         terminology,
         today,
-        qualified="liver_decompensation",
+        qualified=("liver_decompensation", "cirrhosis"),
         or_recorded_within=policy.decompensation_lookback_days,
     )
     decompensated = [d.evidence() for d in dict.fromkeys(coded + events)]
@@ -78,7 +78,7 @@ def _derive(derivation: Derivation) -> Liver:
         if seen is not None and (today - seen).days > policy.decompensation_lookback_days:
             continue
         if _child_pugh_class(reading) == "C":
-            decompensated.append(f"Child-Pugh class C — {reference_of(observation)}, {day(seen)}")
+            decompensated.append(fact_line("Child-Pugh class C", day(seen), reference_of(observation)))
     return Liver(
         today=today,
         hepatic=tuple(current_diagnoses(problems, "acute-hepatitis-or-liver-failure", terminology, today)),
@@ -170,10 +170,10 @@ def _lft_summary(facts: Liver, order: OrderFacts, policy: Policy) -> str:
     parts = []
     for name, finding in (("ALT", facts.alt), ("AST", facts.ast)):
         if finding and finding.uln_multiple is not None:
-            parts.append(f"{name} {finding.uln_multiple:.1f}× ULN ({day(finding.day)})")
+            parts.append(f"{name} {finding.uln_multiple:.1f}× ULN on {day(finding.day)}")
     if facts.bilirubin and facts.bilirubin.uln_multiple is not None and facts.bilirubin.uln_multiple >= 1:
         parts.append(f"bilirubin {facts.bilirubin.uln_multiple:.1f}× ULN")
-    return ", ".join(parts) or "Liver enzymes raised"
+    return ", ".join(parts) or "liver enzymes raised"
 
 
 @LIVER.evidence("hepatic", "the acute hepatitis or liver failure diagnoses")
@@ -192,11 +192,11 @@ def _liver_lines(facts: Liver, order: OrderFacts, policy: Policy) -> list[str]:
     for finding in (facts.alt, facts.ast, facts.bilirubin):
         if finding is None or finding.value is None:
             continue
-        uln = f"{finding.uln:g}" if finding.uln else "unknown"
-        origin = "lab reference range" if finding.uln_from_lab else "configured default"
         multiple = f"{finding.uln_multiple:.1f}× ULN" if finding.uln_multiple is not None else "ULN unknown"
+        limit = f"lab limit {finding.uln:g}" if finding.uln_from_lab else f"default limit {finding.uln:g}"
+        value = f"{finding.value:g} {finding.unit or ''}".strip()
         lines.append(
-            finding.evidence(f"{finding.value:g} {finding.unit or ''} (ULN {uln}, {origin}): {multiple}")
+            finding.evidence(f"{value}, {multiple} ({limit})" if finding.uln else f"{value}, {multiple}")
         )
     return lines
 

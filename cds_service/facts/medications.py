@@ -15,6 +15,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Any, Literal
 
+from cds_service.facts.wording import day, drug_label, fact_line
 from cds_service.fhir import (
     Resource,
     add_days,
@@ -148,7 +149,7 @@ def classify(source: MedicationSource, terminology: Terminology) -> Product:
                 ProductClass.NALTREXONE_INJECTION,
                 name,
                 depot=True,
-                strength_mg=strength or XR_KIT_MG,
+                strength_mg=XR_KIT_MG,  # a count (kit, vial, injection) is kits, whatever the name says
                 mg_per_ml=concentration or XR_KIT_MG / XR_KIT_ML,
             )
         return Product(
@@ -310,6 +311,7 @@ _COUNT_UNITS = frozenset(
     }
 )
 _ABSURD_DOSE_MG = 10_000.0  # no single dose of any product reviewed here comes near 10 g
+_LONGEST_INTERVAL_DAYS = 36_500  # a dose once a century is no regimen
 _TEXT_DOSE = re.compile(r"(\d+(?:\.\d+)?)\s*(mg|mcg|g)\b", re.IGNORECASE)
 
 
@@ -332,7 +334,7 @@ def dosing_of(resource: Resource, product: Product, terminology: Terminology) ->
     start = first_day(as_dict(repeat.get("boundsPeriod")).get("start"))
     description = describe_dosing(dose_mg, interval, count, bedtime)
     if unreadable:
-        description = f"{description} (could not be read: {unreadable})"
+        description = f"{description}; could not be read: {unreadable}"
     return Dosing(
         dose_mg=dose_mg,
         units_per_dose=units,
@@ -374,7 +376,7 @@ def _dose_mg(quantity: Mapping[str, Any] | None, product: Product) -> _Dose:
         mg = value * product.mg_per_ml
     elif mg is None:
         return _Dose(unreadable=sent)
-    if mg is not None and mg > _ABSURD_DOSE_MG:
+    if mg is not None and not 0 < mg <= _ABSURD_DOSE_MG:
         return _Dose(units=units, unreadable=sent)
     return _Dose(mg, units)
 
@@ -382,6 +384,11 @@ def _dose_mg(quantity: Mapping[str, Any] | None, product: Product) -> _Dose:
 def _unreadable_timing(repeat: Mapping[str, Any]) -> str | None:
     """A frequency or period of zero (or less): the order repeats at no readable interval."""
     period, frequency = number(repeat.get("period")), number(repeat.get("frequency"))
+    if period is not None and not math.isfinite(period):
+        return f"every {repeat.get('period')} {text(repeat.get('periodUnit')) or ''}".strip()
+    days = period_days({"value": period, "code": text(repeat.get("periodUnit")) or ""}) if period else None
+    if days is not None and (not math.isfinite(days) or days > _LONGEST_INTERVAL_DAYS):
+        return f"every {period:g} {text(repeat.get('periodUnit')) or ''}".strip()
     if period is not None and period <= 0:
         return f"every {period:g} {text(repeat.get('periodUnit')) or ''}".strip()
     if frequency is not None and frequency <= 0:
@@ -412,7 +419,7 @@ def _interval_days(timing: Mapping[str, Any], repeat: Mapping[str, Any]) -> floa
     if period is not None and unit is not None:
         days = period_days({"value": period, "code": unit})
         frequency = number(repeat.get("frequency")) or 1.0
-        if days is not None and days > 0 and frequency > 0:
+        if days is not None and 0 < days <= _LONGEST_INTERVAL_DAYS and frequency > 0:
             return days / frequency
     for code in (c.upper() for c in _codes(timing.get("code"))):
         if code in _TIMING_CODES:
@@ -455,14 +462,17 @@ def _route(
 
 
 def describe_dosing(dose_mg: float | None, interval: float | None, count: int | None, bedtime: bool) -> str:
-    parts = [f"{format_mg(dose_mg)}" if dose_mg is not None else "dose not stated"]
+    """ "50 mg daily", "1.5 mg daily at bedtime", "no dose stated, every 4 weeks"."""
+    timing = []
     if count == 1:
-        parts.append("once")
+        timing.append("once")
     elif interval is not None:
-        parts.append(_describe_interval(interval))
+        timing.append(_describe_interval(interval))
     if bedtime:
-        parts.append("at bedtime")
-    return " ".join(parts)
+        timing.append("at bedtime")
+    if dose_mg is None:
+        return ", ".join(["no dose stated", " ".join(timing)]) if timing else "no dose stated"
+    return " ".join([format_mg(dose_mg), *timing])
 
 
 def _describe_interval(days: float) -> str:
@@ -511,7 +521,7 @@ class Exposure:
         return None if self.end is None else (today - self.end).days
 
     def evidence(self) -> str:
-        return f"{self.product.name} — {self.reference}, {self.detail}"
+        return fact_line(drug_label(self.product.name), self.detail, self.reference)
 
 
 _SKIP = {
@@ -579,7 +589,7 @@ def _exposure(
             days = max(days or 0, _depot_days(product, policy))
         covered = days if days is not None else float(policy.unknown_supply_days)
         supply_end = add_days(handed, covered - 1)
-        detail = f"dispensed {handed.isoformat()}, supply to {supply_end.isoformat()}"
+        detail = f"dispensed {day(handed)}, supply to {day(supply_end)}"
         if assumed:
             detail += f" (days' supply not recorded: {policy.unknown_supply_days} assumed)"
         return Exposure(
@@ -602,7 +612,7 @@ def _exposure(
         kind
     ]
     if status in ongoing:
-        detail = f"{status}" + (f" since {start.isoformat()}" if start else "")
+        detail = f"{status}" + (f" since {day(start)}" if start else "")
         return Exposure(
             product, reference, kind, status, start, None, True, dose_mg=dosing.dose_mg, detail=detail
         )
@@ -611,9 +621,9 @@ def _exposure(
     if end is None:
         return None
     verb = "taken until" if kind == "statement" else "given"
-    detail = f"{status}, {verb} {end.isoformat()}"
+    detail = f"{status}, {verb} {day(end)}"
     if kind == "administration" and product.depot:
-        detail = f"{status}, depot given {(start or end).isoformat()}, acting to {end.isoformat()}"
+        detail = f"{status}, depot given {day(start or end)}, acting to {day(end)}"
     return Exposure(
         product, reference, kind, status, start, end, end >= today, dose_mg=dosing.dose_mg, detail=detail
     )
@@ -653,15 +663,15 @@ def _from_request(
         end = add_days(start, policy.unknown_supply_days - 1)  # no supply recorded: assume the usual
         assumed = True
     if end is None:
-        detail = f"{status}" + (f", ordered {start.isoformat()}" if start else "") + ", no end date"
+        detail = f"{status}" + (f", ordered {day(start)}" if start else "") + ", no end date"
         return Exposure(
             product, reference, "request", status, start, None, True, dose_mg=dosing.dose_mg, detail=detail
         )
-    ordered = f", ordered {start.isoformat()}" if start else ""
+    ordered = f", ordered {day(start)}" if start else ""
     if assumed:
         ordered += f" (no supply recorded: {policy.unknown_supply_days} days assumed)"
     if end >= today:
-        detail = f"{status}{ordered}, supply to {end.isoformat()}"
+        detail = f"{status}{ordered}, supply to {day(end)}"
         return Exposure(
             product, reference, "request", status, start, end, True, dose_mg=dosing.dose_mg, detail=detail
         )
@@ -670,7 +680,7 @@ def _from_request(
         # it, a prescription nobody marked stopped is not evidence of being opioid-free.
         washout = policy.washout_days(long_acting=product.long_acting)
         current = policy.stale_active_prescription_is_current and (today - end).days >= washout
-        detail = f"still {status}{ordered}, but its calculated supply ended {end.isoformat()}"
+        detail = f"still marked {status}, but its supply ended {day(end)}"
         return Exposure(
             product,
             reference,
@@ -683,7 +693,7 @@ def _from_request(
             dose_mg=dosing.dose_mg,
             detail=detail,
         )
-    detail = f"{status}{ordered}, supply ended {end.isoformat()}"
+    detail = f"{status}{ordered}, supply ended {day(end)}"
     return Exposure(
         product, reference, "request", status, start, end, False, dose_mg=dosing.dose_mg, detail=detail
     )

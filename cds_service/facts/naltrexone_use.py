@@ -6,10 +6,12 @@ injection within ``blockade_days_injection`` (counted from the injection, not fr
 action); current use blocks too.
 
 A patient *continues* naltrexone (the urine screen, naloxone challenge and test dose of a start are not
-asked again) when an oral supply covers today or ended within ``continuation_grace_days_oral``, when the
-last injection was within ``continuation_days_injection`` (the next monthly dose, a little late), or when
-the session's draft orders hold the 25 mg test dose (that dose is the start). Naltrexone/bupropion does not
-count: its 8 mg extended-release naltrexone is no opioid blockade.
+asked again) when an oral supply (a dispense, or a prescription whose supply is current, not one merely
+still marked active) covers today or ended within ``continuation_grace_days_oral``, or when an injection
+was given (administered, or stated as given) within ``continuation_days_injection`` (the next monthly
+dose, a little late). Naltrexone/bupropion does not count: its 8 mg extended-release naltrexone is no
+opioid blockade. The 25 mg test dose among the session's orders means the start is planned: no test-dose or
+naloxone-challenge card, but the urine screen is still asked for (a positive screen contraindicates it).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from cds_service.facts.domain import Derivation, Domain
 from cds_service.facts.history import HISTORY
 from cds_service.facts.medications import NALTREXONE_CLASSES, Exposure, ProductClass
 from cds_service.facts.orders import NALTREXONE_STARTS, OrderFacts, regimen
-from cds_service.facts.wording import names
+from cds_service.facts.wording import drug_names
 from cds_service.knowledge.policy import Policy
 
 
@@ -39,7 +41,7 @@ class NaltrexoneUse:
     test_dose_drafted: bool
     """The session's draft orders hold the 25 mg oral test dose."""
     injection_blocking: tuple[Exposure, ...]
-    """Extended-release injections still blocking (within ``blockade_days_injection``)."""
+    """Extended-release injections given (administered, or stated as given) and still blocking."""
     bupropion_current: tuple[Exposure, ...]
     """Naltrexone/bupropion in current use."""
 
@@ -60,7 +62,10 @@ def _derive(derivation: Derivation) -> NaltrexoneUse:
             for o in derivation.inputs.drafts
         ),
         injection_blocking=tuple(
-            e for e in blocking if e.product.product_class is ProductClass.NALTREXONE_INJECTION
+            e
+            for e in history
+            if (given := _injection_given_on(e)) is not None
+            and 0 <= (today - given).days <= policy.blockade_days_injection
         ),
         bupropion_current=tuple(
             e for e in history if e.current and e.product.product_class is ProductClass.NALTREXONE_BUPROPION
@@ -72,17 +77,36 @@ def _injected_on(exposure: Exposure) -> date | None:
     return exposure.start or exposure.end
 
 
+def _injection_given_on(exposure: Exposure) -> date | None:
+    """When an extended-release injection was given: an administration, or a statement that it was
+    (an order or a dispense to the clinic does not show that it was)."""
+    if exposure.product.product_class is not ProductClass.NALTREXONE_INJECTION:
+        return None
+    if exposure.kind == "administration" and exposure.status in ("completed", "in-progress"):
+        return _injected_on(exposure)
+    if exposure.kind == "statement" and exposure.status in ("completed", "active"):
+        return _injected_on(exposure)
+    return None
+
+
 def _continues(exposure: Exposure, policy: Policy, today: date) -> bool:
+    """Evidence that naltrexone covers today: the work-up of a start is not asked again. Only supply that
+    really reaches today (or the grace) counts: not a prescription still marked active after its supply
+    ran out, not one on hold, not an open-ended statement, not an injection ordered but not given."""
     product = exposure.product.product_class
     if product is ProductClass.NALTREXONE_INJECTION:
-        given = _injected_on(exposure)
+        given = _injection_given_on(exposure)
         return given is not None and 0 <= (today - given).days <= policy.continuation_days_injection
-    if product is ProductClass.NALTREXONE_ORAL:
-        if exposure.current:
-            return True
-        days = exposure.days_since_end(today)
-        return days is not None and 0 <= days <= policy.continuation_grace_days_oral
-    return False
+    if product is not ProductClass.NALTREXONE_ORAL or exposure.stale or exposure.end is None:
+        return False
+    if exposure.kind == "statement" or exposure.status in (
+        "on-hold",
+        "unknown",
+        "stopped",
+        "entered-in-error",
+    ):
+        return False
+    return (today - exposure.end).days <= policy.continuation_grace_days_oral
 
 
 def _blocks_opioids(exposure: Exposure, policy: Policy, today: date) -> bool:
@@ -110,7 +134,7 @@ def _blockade(facts: NaltrexoneUse, order: OrderFacts) -> bool:
 
 @NALTREXONE_USE.placeholder("naltrexone_names", "the naltrexone products still blocking")
 def _naltrexone_names(facts: NaltrexoneUse, order: OrderFacts, policy: Policy) -> str:
-    return names(e.product.name for e in facts.blocking)
+    return drug_names(e.product.name for e in facts.blocking)
 
 
 @NALTREXONE_USE.evidence("naltrexone_blockade", "the naltrexone still blocking opioids")
@@ -120,11 +144,19 @@ def _blocking(facts: NaltrexoneUse, order: OrderFacts, policy: Policy) -> list[s
 
 @NALTREXONE_USE.fact(
     "naltrexone_continuing",
-    "already on naltrexone (oral supply to today or within `continuation_grace_days_oral`, an injection "
-    "within `continuation_days_injection`) or the 25 mg test dose is among this session's orders",
+    "already on naltrexone: oral supply to today or within `continuation_grace_days_oral`, or an "
+    "injection given within `continuation_days_injection`",
 )
 def _continuing(facts: NaltrexoneUse, order: OrderFacts) -> bool:
-    return bool(facts.continuing) or facts.test_dose_drafted
+    return bool(facts.continuing)
+
+
+@NALTREXONE_USE.fact(
+    "test_dose_in_session",
+    "the 25 mg test dose (25 mg once) is among this session's orders: the start is already planned",
+)
+def _test_dose_in_session(facts: NaltrexoneUse, order: OrderFacts) -> bool:
+    return facts.test_dose_drafted
 
 
 @NALTREXONE_USE.fact(
@@ -147,7 +179,7 @@ def _duplicates(facts: NaltrexoneUse, order: OrderFacts) -> tuple[Exposure, ...]
 
 @NALTREXONE_USE.placeholder("duplicate_names", "the naltrexone product already in use")
 def _duplicate_names(facts: NaltrexoneUse, order: OrderFacts, policy: Policy) -> str:
-    return names(e.product.name for e in _duplicates(facts, order))
+    return drug_names(e.product.name for e in _duplicates(facts, order))
 
 
 @NALTREXONE_USE.evidence("naltrexone_in_use", "the naltrexone product already in use")

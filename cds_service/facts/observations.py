@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from cds_service.facts.domain import Derivation, Domain
 from cds_service.facts.result_text import UNSPECIFIED_OPIOID, Reading, ResultVocabulary
+from cds_service.facts.wording import day, fact_line
 from cds_service.fhir import (
     Resource,
     as_dict,
@@ -116,9 +117,11 @@ class Finding:
         return self.day is not None and other.day is not None and self.day > other.day
 
     def is_on_or_after(self, other: Finding) -> bool:
+        """By moment when both have one; by day otherwise, except that the same day without both moments
+        is not "after": which came first cannot be told, and this decides whether a contraindication lifts."""
         if self.at is not None and other.at is not None:
             return self.at >= other.at
-        return self.day is not None and other.day is not None and self.day >= other.day
+        return self.day is not None and other.day is not None and self.day > other.day
 
     @property
     def uln_multiple(self) -> float | None:
@@ -127,10 +130,12 @@ class Finding:
         return self.value / self.uln
 
     def evidence(self, what: str | None = None) -> str:
-        when = self.day.isoformat() if self.day else "date not recorded"
+        when = day(self.day) if self.day else "date not recorded"
         if what is None:
             what = self.result if self.result in ("positive", "negative") else self.unreadable_text()
-        return f"{self.name} — {self.reference}, {when}: {what}"
+        # a LOINC long name's bracketed property and system add nothing on a card: "Opiates [Presence] in
+        # Urine by Screen method" is "Opiates"
+        return fact_line(_TEST_NAME.sub("", self.name) or self.name, f"{when}: {what}", self.reference)
 
     def unreadable_text(self) -> str:
         return f'could not be read ("{self.said}")' if self.said else "could not be read"
@@ -166,6 +171,9 @@ def observation_instant(observation: Resource) -> datetime | None:
 def observation_name(observation: Resource) -> str:
     texts = concept_texts(observation.get("code"))
     return texts[0] if texts else "observation"
+
+
+_TEST_NAME = re.compile(r"\s*\[.*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,8 +388,8 @@ def drug_panel_findings(
 ) -> list[Finding]:
     """General drug panels whose name names no opioid ("Urine drug screen, 9-panel cup"), newest first:
     only what they say about opioids. A panel naming opioid analytes ("OPI neg, FEN POS") is read per
-    analyte; "positive" with no analyte named could be any drug of the panel, so it is unreadable, while
-    "negative" covers them all; a panel that speaks only of other drugs ("THC pos") says nothing here."""
+    analyte; "positive" with no analyte named could be any drug of the panel, so it is unreadable;
+    "negative" naming no drug, or a panel that speaks only of other drugs ("THC pos"), says nothing here."""
     screens = terminology.valuesets.get("opioid-urine-screens")
     found = []
     for reading, observation in readings_of(observations).matching(
@@ -407,11 +415,12 @@ def _about_opioids(reading: ResultReading) -> ResultReading | None:
             "positive" if "positive" in results else "negative" if results == {"negative"} else "unreadable"
         )
         return ResultReading(overall, named, reading.said)
-    unspecified = reading.analytes.get(UNSPECIFIED_OPIOID)
-    if unspecified is None:
-        return None
-    result: Result = "unreadable" if unspecified == "positive" else unspecified
-    return ResultReading(result, {UNSPECIFIED_OPIOID: result}, reading.said)
+    # Naming no drug: "positive" may be any drug of the panel (unreadable); "negative" cannot show which
+    # opioids were tested (common panels do not detect fentanyl, buprenorphine or methadone), so it does not
+    # count as an opioid screen.
+    if reading.analytes.get(UNSPECIFIED_OPIOID) == "positive":
+        return ResultReading("unreadable", {UNSPECIFIED_OPIOID: "unreadable"}, reading.said)
+    return None
 
 
 def naloxone_challenges(

@@ -17,7 +17,7 @@ from cds_service.facts.domain import Derivation, Domain
 from cds_service.facts.history import HISTORY
 from cds_service.facts.medications import Exposure, ProductClass
 from cds_service.facts.orders import ORDERS, OrderFacts
-from cds_service.facts.wording import day, names
+from cds_service.facts.wording import day, drug_names, fact_line
 from cds_service.fhir import reference_of
 from cds_service.knowledge.policy import Policy
 
@@ -125,7 +125,7 @@ def _opioid_names(facts: OpioidExposure, order: OrderFacts, policy: Policy) -> s
         or [name for _, name in facts.in_session]
         or [e.product.name for e in facts.recent]
     )
-    return names(listed)
+    return drug_names(listed)
 
 
 @OPIOIDS.placeholder("last_opioid_date", "the last day of recent opioid exposure")
@@ -145,7 +145,7 @@ def _current(facts: OpioidExposure, order: OrderFacts, policy: Policy) -> list[s
 
 @OPIOIDS.evidence("draft_opioids", "the opioids ordered in this session")
 def _drafted(facts: OpioidExposure, order: OrderFacts, policy: Policy) -> list[str]:
-    return [f"{name} — {ref}, ordered in this session" for ref, name in facts.in_session]
+    return [fact_line(name, "ordered in this session", ref) for ref, name in facts.in_session]
 
 
 @OPIOIDS.evidence("recent_opioids", "the recent opioids, each with its interval and safe start")
@@ -153,7 +153,7 @@ def _recent(facts: OpioidExposure, order: OrderFacts, policy: Policy) -> list[st
     lines = []
     for exposure in facts.recent:
         washout = policy.washout_days(long_acting=exposure.product.long_acting)
-        kind = "methadone/buprenorphine" if exposure.product.long_acting else "short-acting"
         safe = exposure.end + timedelta(days=washout) if exposure.end else None
-        lines.append(f"{exposure.evidence()}; {kind}: {washout} opioid-free days → from {day(safe)}")
+        clear = f"{exposure.detail}; {washout} days clear on {day(safe)}"
+        lines.append(fact_line(exposure.product.name, clear, exposure.reference))
     return lines

@@ -26,7 +26,7 @@ from cds_service.facts.medications import (
     format_mg,
     medication_of,
 )
-from cds_service.facts.wording import day
+from cds_service.facts.wording import day, fact_line
 from cds_service.fhir import Resource, reference_of
 from cds_service.knowledge.policy import Policy
 from cds_service.knowledge.terminology import Terminology
@@ -236,7 +236,7 @@ def regimen(kind: OrderKind, dosing: Dosing, policy: Policy) -> str:
         route_ok = dosing.route in (None, "intramuscular")
         standard = abs(dose - 380) < 0.01 and monthly and route_ok
         return "extended-release-monthly" if standard else "unrecognized"
-    if abs(dose - 25) < 0.01 and (dosing.count == 1 or every(1)):
+    if abs(dose - 25) < 0.01 and dosing.count == 1:
         return "test-dose"
     if abs(dose - 50) < 0.01 and every(1):
         return "50-mg-daily"
@@ -368,14 +368,14 @@ def _dose_problem(orders: Orders, order: OrderFacts, policy: Policy) -> str:
         return f"a dose that could not be read ({order.dosing.unreadable})"
     if order.dosing.dose_mg is None:
         return "no dose stated"
-    return f"an unrecognised regimen ({order.dosing.description})"
+    return f"{order.dosing.description} is not a labelled regimen"
 
 
 @ORDERS.placeholder("formulation_problem", "why a low-dose product is the wrong formulation")
 def _formulation_problem(orders: Orders, order: OrderFacts, policy: Policy) -> str:
     if order.product.extended_release:
-        return "this order is extended/slow-release"
-    return "this order splits a commercial 50 mg tablet"
+        return "this order is for a slow-release product"
+    return "this order splits a 50 mg tablet"
 
 
 def _ldn_texts(order: OrderFacts, policy: Policy) -> tuple[str, str, str]:
@@ -386,12 +386,13 @@ def _ldn_texts(order: OrderFacts, policy: Policy) -> tuple[str, str, str]:
     target = format_mg(plan.planned_dose_mg)
     on_plan = dose is not None and dose <= plan.planned_dose_mg
     step, maximum = f"{policy.ldn_step_mg:g} mg", f"{policy.ldn_max_dose_mg:g} mg"
-    ordered = format_mg(dose) if dose is not None else "no dose"
+    ordered = format_mg(dose) if dose is not None else "an order with no dose"
     if plan.previous is None:
         summary = (
-            f"start at {target} at bedtime, +{step} no faster than weekly, max {maximum}."
+            f"Start low-dose naltrexone at {target} at bedtime; increase by {step} no faster than weekly, "
+            f"to {maximum}."
             if on_plan
-            else f"this first order is {ordered}; start at {target} at bedtime and titrate weekly."
+            else f"Start low-dose naltrexone at {target} at bedtime, not {ordered}; then increase weekly."
         )
         detail = "No earlier low-dose naltrexone order is on record, so this is a new start."
     else:
@@ -399,10 +400,10 @@ def _ldn_texts(order: OrderFacts, policy: Policy) -> tuple[str, str, str]:
             format_mg(plan.previous.dose_mg) if plan.previous.dose_mg is not None else "an unknown dose"
         )
         summary = (
-            f"next step {target} (was {previous}); titration on plan."
+            f"Low-dose naltrexone on plan: next step {target} (from {previous})."
             if on_plan
-            else f"{ordered} is beyond the next step ({target}, from {previous}; "
-            f"increase {plan.next_increase()})."
+            else f"Step low-dose naltrexone to {target}, not {ordered} (from {previous}; increase "
+            f"{plan.next_increase()})."
         )
         detail = (
             f"The current dose on record is {previous} (started {day(plan.previous.start)}); "
@@ -436,7 +437,7 @@ def _ldn_advice(orders: Orders, order: OrderFacts, policy: Policy) -> str:
 
 @ORDERS.evidence("order", "the order reviewed, with its regimen")
 def _order_line(orders: Orders, order: OrderFacts, policy: Policy) -> list[str]:
-    return [f"{order.label} — {order.reference} (regimen: {order.regimen})"]
+    return [fact_line(f"ordered: {order.product.name}", order.dosing.description, order.reference)]
 
 
 @ORDERS.evidence("ldn_previous", "the earlier low-dose order")

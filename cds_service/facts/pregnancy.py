@@ -12,13 +12,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from cds_service.facts.conditions import PROBLEMS, affirmed, current_diagnoses, is_refuted
+from cds_service.facts.conditions import PROBLEMS, affirmed, current_diagnoses
 from cds_service.facts.domain import Derivation, Domain
-from cds_service.facts.observations import RESULTS, Readings, coded_in, findings_in, observation_day, within
+from cds_service.facts.observations import (
+    RESULTS,
+    Finding,
+    Readings,
+    coded_in,
+    findings_in,
+    observation_day,
+    within,
+)
 from cds_service.facts.orders import OrderFacts
-from cds_service.fhir import Resource, as_dict, first_day, reference_of, text
+from cds_service.facts.wording import day, fact_line
+from cds_service.fhir import Resource, as_dict, as_list, first_day, reference_of, text
 from cds_service.knowledge.policy import Policy
-from cds_service.knowledge.terminology import CPT, Terminology, codings, concept_texts
+from cds_service.knowledge.terminology import CPT, SNOMED, Terminology, codings, concept_texts
 
 
 @dataclass(frozen=True)
@@ -44,15 +53,17 @@ def _derive(derivation: Derivation) -> Pregnancy:
         if f.result in ("positive", "negative")
     ]
     latest_test = next((f for f in tests if within(f, today, policy.hcg_lookback_days)), None)
-    if latest_test is not None and latest_test.result == "negative" and latest_test.day is not None:
-        test_day = latest_test.day
-        diagnoses = [d for d in diagnoses if d.onset is None or d.onset > test_day]
-    ended = _ended_on(derivation, today)
-    if ended is not None:
-        diagnoses = [d for d in diagnoses if d.onset is not None and d.onset > ended]
-        if latest_test is not None and latest_test.result == "positive":
-            residual = (latest_test.day - ended).days if latest_test.day else 0
-            latest_test = latest_test if residual > policy.hcg_residual_days else None
+    # A negative test or a "not pregnant" status discards older evidence only; an outcome (delivery, loss,
+    # termination) also makes a positive hCG in the weeks after it residual.
+    not_pregnant = _not_pregnant_on(derivation, latest_test, today)
+    outcome = _outcome_on(derivation, today)
+    for ended in (not_pregnant, outcome):
+        if ended is not None:
+            # an undated diagnosis is kept: nothing shows it predates the end
+            diagnoses = [d for d in diagnoses if d.onset is None or d.onset > ended]
+    if latest_test is not None and latest_test.result == "positive" and outcome is not None:
+        residual = (latest_test.day - outcome).days if latest_test.day else 0
+        latest_test = latest_test if residual > policy.hcg_residual_days else None
     evidence = [d.evidence() for d in diagnoses]
     # A quantitative hCG is also a tumour marker: for a patient recorded as male it is not a pregnancy.
     if (
@@ -62,27 +73,41 @@ def _derive(derivation: Derivation) -> Pregnancy:
     ):
         evidence.append(latest_test.evidence("positive"))
     status = _pregnancy_status(results, terminology, policy, today)
-    if status and (ended is None or status[0] > ended):
+    if status and all(ended is None or status[0] > ended for ended in (not_pregnant, outcome)):
         evidence.append(status[1])
     return Pregnancy(tuple(evidence))
 
 
-def _ended_on(derivation: Derivation, today: date) -> date | None:
-    """The latest day the record says a pregnancy ended (up to today), if any."""
+def _not_pregnant_on(derivation: Derivation, latest_test: Finding | None, today: date) -> date | None:
+    """The latest negative pregnancy test or "not pregnant" status, up to today."""
+    days = [latest_test.day] if latest_test and latest_test.result == "negative" and latest_test.day else []
+    terminology = derivation.inputs.terminology
+    for reading, observation in coded_in(derivation.of(RESULTS), "pregnancy-status-observation", terminology):
+        if terminology.in_valueset("not-pregnant-answers", reading.get("valueCodeableConcept")):
+            seen = observation_day(observation)
+            days += [seen] if seen else []
+    return max((d for d in days if d <= today), default=None)
+
+
+def _outcome_on(derivation: Derivation, today: date) -> date | None:
+    """The latest day the record says a pregnancy ended in a delivery, a loss or a termination."""
     inputs = derivation.inputs
     terminology = inputs.terminology
     days: list[date] = []
     for condition in derivation.of(PROBLEMS).coded_in(
         "pregnancy-outcomes", terminology, named="pregnancy_ended"
     ):
-        if is_refuted(condition) or terminology.lexicon.matches(
+        if not _confirmed(condition) or terminology.lexicon.matches(
             "pregnancy_not_ended", concept_texts(condition.get("code"))
         ):
             continue
         day = first_day(
             condition.get("onsetDateTime"),
             as_dict(condition.get("onsetPeriod")).get("start"),
-            condition.get("recordedDate"),
+            condition.get("abatementDateTime"),
+            # a recorded date dates the outcome only when recorded at the encounter it happened in: a
+            # history entry imported today for a birth years ago must not end a current pregnancy
+            condition.get("recordedDate") if _encounter_diagnosis(condition) else None,
         )
         days += [day] if day else []
     for procedure in inputs.record.of_type("Procedure"):
@@ -91,31 +116,48 @@ def _ended_on(derivation: Derivation, today: date) -> date | None:
         period = as_dict(procedure.get("performedPeriod"))
         day = first_day(procedure.get("performedDateTime"), period.get("end"), period.get("start"))
         days += [day] if day else []
-    for reading, observation in coded_in(derivation.of(RESULTS), "pregnancy-status-observation", terminology):
-        if terminology.in_valueset("not-pregnant-answers", reading.get("valueCodeableConcept")):
-            day = observation_day(observation)
-            days += [day] if day else []
     return max((d for d in days if d <= today), default=None)
 
 
-def _ends_pregnancy(procedure: Resource, terminology: Terminology) -> bool:
-    concept = procedure.get("code")
-    if terminology.in_valueset("pregnancy-outcomes", concept):
-        return True
-    if any(system == CPT and _in_ranges(code, _CPT_PREGNANCY_ENDING) for system, code in codings(concept)):
-        return True
-    names = [affirmed(name) for name in concept_texts(concept)]
-    return terminology.lexicon.matches("pregnancy_ended", names) and not terminology.lexicon.matches(
-        "pregnancy_not_ended", names
+def _confirmed(condition: Resource) -> bool:
+    """Confirmed, or no verification status: a suspected (provisional) miscarriage ends nothing."""
+    statuses = [code for _, code in codings(condition.get("verificationStatus"))]
+    return not statuses or "confirmed" in statuses
+
+
+def _encounter_diagnosis(condition: Resource) -> bool:
+    return any(
+        code == "encounter-diagnosis" for c in as_list(condition.get("category")) for _, code in codings(c)
     )
 
 
-# CPT vaginal and caesarean delivery (59400-59622) and abortion (59812-59857): ranges, as CPT is licensed.
-_CPT_PREGNANCY_ENDING = ((59400, 59622), (59812, 59857))
+def _ends_pregnancy(procedure: Resource, terminology: Terminology) -> bool:
+    """A completed delivery, evacuation or termination. Codes decide; words count only without a code."""
+    concept = procedure.get("code")
+    if terminology.in_valueset("pregnancy-outcomes", concept):
+        return True
+    codes = list(codings(concept))
+    if any(system == CPT and code in _CPT_PREGNANCY_ENDING for system, code in codes):
+        return True
+    if any(system in (CPT, SNOMED) for system, _ in codes):
+        return False
+    texts = concept_texts(concept)
+    return terminology.lexicon.matches(
+        "pregnancy_ended", [affirmed(name) for name in texts]
+    ) and not terminology.lexicon.matches("pregnancy_not_ended", texts)
 
 
-def _in_ranges(code: str, ranges: tuple[tuple[int, int], ...]) -> bool:
-    return len(code) == 5 and code.isdigit() and any(low <= int(code) <= high for low, high in ranges)
+# CPT codes that record a delivery, postpartum care or the end of a pregnancy: vaginal and caesarean
+# deliveries (with or without antepartum and postpartum care), delivery of the placenta, postpartum care,
+# postpartum curettage, and the treatment of incomplete, missed or septic abortion and induced abortion.
+# Antepartum care alone (59425, 59426) and external cephalic version (59412) are not among them.
+_CPT_PREGNANCY_ENDING = frozenset(
+    {
+        "59160", "59400", "59409", "59410", "59414", "59430", "59510", "59514", "59515", "59610", "59612",
+        "59614", "59618", "59620", "59622", "59812", "59820", "59821", "59830", "59840", "59841", "59850",
+        "59851", "59852", "59855", "59856", "59857",
+    }
+)  # fmt: skip
 
 
 def _recorded_male(patients: tuple[Resource, ...]) -> bool:
@@ -136,7 +178,7 @@ def _pregnancy_status(
         "pregnancy-answers", latest[1].get("valueCodeableConcept")
     ):
         return None
-    return latest[0], f"pregnancy status — {reference_of(latest[2])}, {latest[0].isoformat()}: pregnant"
+    return latest[0], fact_line("pregnancy status: pregnant", day(latest[0]), reference_of(latest[2]))
 
 
 PREGNANCY = Domain(

@@ -15,19 +15,23 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from cds_service.facts.domain import Derivation, Domain
 from cds_service.facts.orders import OrderFacts
-from cds_service.facts.wording import names
-from cds_service.fhir import Resource, as_dict, as_list, first_day, reference_of, strings, text
+from cds_service.facts.wording import day, fact_line, names
+from cds_service.fhir import Resource, as_dict, as_list, parse_day, reference_of, strings, text
 from cds_service.knowledge.policy import Policy
 from cds_service.knowledge.terminology import CPT, Terminology, codings, concept_texts
 
 _SERVICE_REQUEST_STATUSES = frozenset({"active"})
 _APPOINTMENT_STATUSES = frozenset({"proposed", "pending", "booked", "arrived", "checked-in", "waitlist"})
 _PROCEDURE_STATUSES = frozenset({"preparation", "in-progress"})
-# CPT surgery (10004-69990) and anaesthesia (00100-01999) sections: matched as ranges, no list shipped.
+# CPT surgery (10004-69990) and anaesthesia (00100-01999) sections: matched as ranges, no list shipped;
+# minus the parts of the surgery section that are not operations: paring and nail trimming, injections
+# and aspirations (arthrocentesis), casts and strapping, and vascular access (venipuncture, IV lines).
 _CPT_SURGICAL_RANGES = ((10004, 69990), (100, 1999))
+_CPT_NOT_OPERATIONS = ((11055, 11057), (11719, 11721), (20500, 20615), (29000, 29799), (36000, 36999))
 
 
 @dataclass(frozen=True)
@@ -38,8 +42,9 @@ class PlannedProcedure:
     """The planned date (``None``: the record does not give one)."""
 
     def evidence(self) -> str:
-        when = self.day.isoformat() if self.day else "date not recorded"
-        return f"{self.name} — {self.reference}, planned {when}"
+        return fact_line(
+            self.name, f"planned {day(self.day)}" if self.day else "date not recorded", self.reference
+        )
 
 
 @dataclass(frozen=True)
@@ -72,45 +77,71 @@ def _derive(derivation: Derivation) -> PlannedProcedures:
     inputs = derivation.inputs
     record, terminology, today = inputs.record, inputs.terminology, inputs.today
     planned = [
-        *_planned(record.of_type("ServiceRequest"), _SERVICE_REQUEST_STATUSES, _service_request_day),
-        *_planned(record.of_type("Appointment"), _APPOINTMENT_STATUSES, _appointment_day),
-        *_planned(record.of_type("Procedure"), _PROCEDURE_STATUSES, _procedure_day),
+        *_planned(record.of_type("ServiceRequest"), _SERVICE_REQUEST_STATUSES, _service_request_window),
+        *_planned(record.of_type("Appointment"), _APPOINTMENT_STATUSES, _appointment_window),
+        *_planned(record.of_type("Procedure"), _PROCEDURE_STATUSES, _procedure_window),
     ]
     upcoming = [
-        PlannedProcedure(reference_of(resource), _name(resource), day)
-        for resource, day in planned
-        if (day is None or day >= today) and _is_surgery(resource, terminology)
+        PlannedProcedure(
+            reference_of(resource), _name(resource), None if window is None else max(window[0], today)
+        )
+        for resource, window in planned
+        if (window is None or window[1] >= today) and _is_surgery(resource, terminology)
     ]
     upcoming.sort(key=lambda p: (p.day is None, p.day or date.max))
     return PlannedProcedures(today, inputs.policy, tuple(dict.fromkeys(upcoming)))
 
 
+Window = tuple[date, date]
+
+
 def _planned(
-    resources: Iterable[Resource], statuses: frozenset[str], day_of: Callable[[Resource], date | None]
-) -> Iterator[tuple[Resource, date | None]]:
+    resources: Iterable[Resource], statuses: frozenset[str], window_of: Callable[[Resource], Window | None]
+) -> Iterator[tuple[Resource, Window | None]]:
     for resource in resources:
         if text(resource.get("status")) in statuses:
-            yield resource, day_of(resource)
+            yield resource, window_of(resource)
 
 
-def _service_request_day(resource: Resource) -> date | None:
+def _window(start: Any, end: Any = None) -> Window | None:
+    """The days a planned event may fall on: a date, a month ("2026-11": any day of it) or a period (a
+    window that opened before today is still open until its end)."""
+    first = parse_day(start)
+    if first is None:
+        return None
+    last = parse_day(end, end=True) or parse_day(start, end=True) or first
+    return first, max(first, last)
+
+
+def _first_window(*candidates: Window | None) -> Window | None:
+    return next((w for w in candidates if w is not None), None)
+
+
+def _service_request_window(resource: Resource) -> Window | None:
     timing = as_dict(resource.get("occurrenceTiming"))
-    repeat = as_dict(timing.get("repeat"))
-    return first_day(
-        resource.get("occurrenceDateTime"),
-        as_dict(resource.get("occurrencePeriod")).get("start"),
-        *strings(timing.get("event")),
-        as_dict(repeat.get("boundsPeriod")).get("start"),
+    bounds = as_dict(as_dict(timing.get("repeat")).get("boundsPeriod"))
+    period = as_dict(resource.get("occurrencePeriod"))
+    return _first_window(
+        _window(resource.get("occurrenceDateTime")),
+        _window(period.get("start"), period.get("end")),
+        *(_window(event) for event in strings(timing.get("event"))),
+        _window(bounds.get("start"), bounds.get("end")),
     )
 
 
-def _appointment_day(resource: Resource) -> date | None:
-    requested = [as_dict(p).get("start") for p in as_list(resource.get("requestedPeriod"))]
-    return first_day(resource.get("start"), *requested)
+def _appointment_window(resource: Resource) -> Window | None:
+    requested = [
+        _window(as_dict(p).get("start"), as_dict(p).get("end"))
+        for p in as_list(resource.get("requestedPeriod"))
+    ]
+    return _first_window(_window(resource.get("start"), resource.get("end")), *requested)
 
 
-def _procedure_day(resource: Resource) -> date | None:
-    return first_day(resource.get("performedDateTime"), as_dict(resource.get("performedPeriod")).get("start"))
+def _procedure_window(resource: Resource) -> Window | None:
+    period = as_dict(resource.get("performedPeriod"))
+    return _first_window(
+        _window(resource.get("performedDateTime")), _window(period.get("start"), period.get("end"))
+    )
 
 
 def _concepts(resource: Resource) -> list[Mapping[str, object]]:
@@ -151,10 +182,12 @@ def _is_surgery(resource: Resource, terminology: Terminology) -> bool:
 
 
 def _in_cpt_surgical_ranges(code: str) -> bool:
-    if len(code) != 5 or not code.isdigit():
+    if len(code) != 5 or not (code.isascii() and code.isdigit()):
         return False
     number = int(code)
-    return any(low <= number <= high for low, high in _CPT_SURGICAL_RANGES)
+    return any(low <= number <= high for low, high in _CPT_SURGICAL_RANGES) and not any(
+        low <= number <= high for low, high in _CPT_NOT_OPERATIONS
+    )
 
 
 PROCEDURES = Domain("planned-procedures", _derive, valuesets=("surgical-procedures",))
@@ -182,7 +215,7 @@ def _names(facts: PlannedProcedures, order: OrderFacts, policy: Policy) -> str:
 @PROCEDURES.placeholder("procedure_date", "the date of the soonest planned surgery")
 def _date(facts: PlannedProcedures, order: OrderFacts, policy: Policy) -> str:
     soonest = facts.within_hold(order)
-    return soonest[0].day.isoformat() if soonest and soonest[0].day else "date not recorded"
+    return day(soonest[0].day) if soonest and soonest[0].day else "date not recorded"
 
 
 @PROCEDURES.placeholder("procedure_hold", "days before surgery this order's naltrexone should stop")

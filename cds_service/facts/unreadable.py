@@ -10,6 +10,7 @@ from cds_service.facts.liver import LIVER
 from cds_service.facts.observations import Finding
 from cds_service.facts.orders import OrderFacts
 from cds_service.facts.screens import SCREENS
+from cds_service.facts.wording import day
 from cds_service.knowledge.policy import Policy
 
 _TEST_NAMES = {"screen": "urine opioid screen", "challenge": "naloxone challenge", "liver": "liver test"}
@@ -44,11 +45,11 @@ def _summary(facts: Unreadable, order: OrderFacts, policy: Policy) -> str:
     found = facts.findings
     tests = list(dict.fromkeys(_TEST_NAMES.get(f.test, f.name) for f in found))
     if not tests:
-        return "A result"
+        return "a result"
     joined = tests[0] if len(tests) == 1 else ", ".join(tests[:-1]) + " and " + tests[-1]
     latest = max((f.day for f in found if f.day), default=None)
-    when = f" of {latest.isoformat()}" if latest and len(found) == 1 else ""
-    return f"The {joined} {'results' if len(found) > 1 else 'result'}{when}"
+    when = f" of {day(latest)}" if latest and len(found) == 1 else ""
+    return f"the {joined} {'results' if len(found) > 1 else 'result'}{when}"
 
 
 @UNREADABLE.evidence("unreadable_results", "each unreadable result, quoting what it says")

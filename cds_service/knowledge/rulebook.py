@@ -43,8 +43,11 @@ _RULE_FIELDS = frozenset(
         "suggestions",
         "override_reasons",
         "suppressed_by",
+        "fires",
+        "page",
     }
 )
+_POLICY_REFERENCE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
 class RuleBookError(ValueError):
@@ -95,6 +98,11 @@ class Rule:
     override_reasons: tuple[tuple[str, str], ...]
     suppressed_by: tuple[str, ...]
     position: int
+    fires: str
+    """When it fires, in words (the rule's page and the rules README)."""
+    page: str = ""
+    """Markdown for the rule's page: the long content a card links to (procedure, schedule, how to record).
+    ``{{name}}`` quotes a policy value in force."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +196,8 @@ def _rule(entry: Mapping[str, Any], position: int, context: _Context) -> Rule:
         if set(evidence) - context.evidence:
             raise RuleBookError(f"{where}: unknown evidence {sorted(set(evidence) - context.evidence)}")
         reasons = tuple((code, context.reasons[code]) for code in entry.get("override_reasons", ()))
+        fires = " ".join(_page(str(entry["fires"]), context, where).split())
+        page = _page(str(entry.get("page", "")), context, where)
     except KeyError as exc:
         raise RuleBookError(f"{where}: missing or unknown {exc}") from exc
     return Rule(
@@ -205,7 +215,25 @@ def _rule(entry: Mapping[str, Any], position: int, context: _Context) -> Rule:
         override_reasons=reasons,
         suppressed_by=tuple(entry.get("suppressed_by", ())),
         position=position,
+        fires=fires,
+        page=page,
     )
+
+
+def _page(markdown: str, context: _Context, where: str) -> str:
+    """The page text with its ``{{policy}}`` references filled in; an unknown name stops start-up."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in context.policy:
+            raise RuleBookError(f"{where}.page: unknown policy value {name!r}")
+        return (
+            format(context.policy[name], "g")
+            if isinstance(context.policy[name], float)
+            else str(context.policy[name])
+        )
+
+    return _POLICY_REFERENCE.sub(value, markdown.strip())
 
 
 @dataclass(frozen=True, slots=True)

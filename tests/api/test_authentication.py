@@ -366,7 +366,7 @@ def test_a_fhir_server_that_is_not_the_callers_own_is_never_queried(deployment: 
     refusals = [
         json.loads(line) for line in deployment.server.logs().splitlines() if "fhirServer refused" in line
     ]
-    assert refusals and "calling client" in refusals[-1]["reason"]
+    assert refusals and "calling system" in refusals[-1]["reason"]
 
 
 # ------------------------------------------------------------------------------------------ start-up

@@ -125,7 +125,15 @@ def test_naloxone_allergy(code: dict[str, Any], counts: bool) -> None:
         ("Cirrhosis without ascites or varices", "Cirrhosis"),
         ("no hepatic encephalopathy, portal hypertension present", ", portal hypertension present"),
         ("Cirrhosis w/o ascites but with varices", "Cirrhosis but with varices"),
-        ("Hepatitis C, ruled out", "Hepatitis C,"),
+        ("Hepatitis C, ruled out", ""),  # a negation standing alone applies to what precedes it
+        ("Hepatic encephalopathy ruled out", ""),
+        ("Screening for esophageal varices", ""),
+        ("Cirrhosis without ascites - Child-Pugh C", "Cirrhosis - Child-Pugh C"),  # a clause ends at " - "
+        (
+            "Alcoholic cirrhosis, no varices and hepatic encephalopathy",
+            "Alcoholic cirrhosis, and hepatic encephalopathy",
+        ),
+        ("Cirrhosis w/o varices + ascites", "Cirrhosis + ascites"),
         ("Opioid use disorder, severe", "Opioid use disorder, severe"),
         ("Nonalcoholic cirrhosis", "Nonalcoholic cirrhosis"),
     ],

@@ -76,3 +76,15 @@ def test_the_name_of_a_cirrhosis_says_what_its_code_leaves_out(
     facts = facts_of(cirrhosis_named(text, code))
     assert fact(facts, "decompensated_cirrhosis") is decompensated
     assert fact(facts, "cirrhosis") is True
+
+
+@pytest.mark.parametrize(
+    ("code", "name"),
+    [
+        ("N98.1", "Ovarian hyperstimulation syndrome with ascites"),
+        ("Z13.89", "Screening for esophageal varices"),
+    ],
+)
+def test_a_decompensation_word_in_an_unrelated_diagnosis_is_not_liver_disease(code: str, name: str) -> None:
+    facts = facts_of(c.condition(c.ICD10, code, name))
+    assert fact(facts, "decompensated_cirrhosis") is False and fact(facts, "cirrhosis") is False

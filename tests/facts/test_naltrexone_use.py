@@ -37,10 +37,37 @@ def test_a_patient_already_on_naltrexone_is_continuing(record: list[Any], contin
     assert fact(facts_of(*record), "naltrexone_continuing") is continuing
 
 
-def test_the_test_dose_in_the_same_session_makes_its_follow_on_a_continuation() -> None:
+def test_the_test_dose_in_the_same_session_is_a_planned_start_not_a_continuation() -> None:
     facts = facts_of(c.oud(), drafts=[twenty_five_mg_once()], hook="order-sign")
-    assert fact(facts, "naltrexone_continuing", order=0) is True  # the 50 mg daily follow-on
-    assert fact(facts, "naltrexone_continuing", order=1) is True  # the test dose itself
+    for order in (0, 1):  # the 50 mg daily follow-on and the test dose itself
+        assert fact(facts, "test_dose_in_session", order=order) is True
+        assert fact(facts, "naltrexone_continuing", order=order) is False
+
+
+def test_25_mg_daily_is_not_the_test_dose() -> None:
+    daily = twenty_five_mg_once()
+    daily["dosageInstruction"][0]["timing"]["repeat"] = {"frequency": 1, "period": 1, "periodUnit": "d"}
+    facts = facts_of(c.oud(), order=daily)
+    assert fact(facts, "regimen") == "unrecognized" and fact(facts, "test_dose_in_session") is False
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        # still marked active, its supply ran out 11 and 301 days ago: nothing shows naltrexone today
+        c.medication_request(TABLET, authored=-40, supply_days=30),
+        c.medication_request(TABLET, authored=-330, supply_days=30),
+        c.statement(TABLET, start=-700),  # an open-ended statement
+        c.medication_request(TABLET, authored=-10, supply_days=30, status="on-hold"),
+        # an injection ordered or dispensed, never recorded as given
+        c.medication_request(c.VIVITROL, authored=-20, supply_days=None),
+        c.dispense(c.VIVITROL, handed=-20, days_supply=28),
+    ],
+)
+def test_what_does_not_show_the_patient_on_naltrexone_today(record: Any) -> None:
+    facts = facts_of(c.oud(), record)
+    assert fact(facts, "naltrexone_continuing") is False
+    assert fact(facts, "naltrexone_duplicate") is False
 
 
 @pytest.mark.parametrize(

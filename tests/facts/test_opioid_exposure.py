@@ -20,7 +20,7 @@ def test_the_earliest_start_is_ten_days_after_the_last_short_acting_supply() -> 
     exposure = facts.of(OPIOIDS)
     assert fact(facts, "opioid_within_washout") is True and fact(facts, "opioid_active") is False
     assert exposure.earliest_start == date(2026, 11, 28)  # 2026-11-18 + 10
-    assert facts.placeholder("earliest_start", facts.orders[0]) == "2026-11-28"
+    assert facts.placeholder("earliest_start", facts.orders[0]) == "28 Nov 2026"
 
 
 def test_after_methadone_the_interval_is_fourteen_days_and_long_acting() -> None:
@@ -32,7 +32,9 @@ def test_after_methadone_the_interval_is_fourteen_days_and_long_acting() -> None
 def test_an_opioid_drafted_in_the_same_session_counts_for_the_naltrexone_order_only() -> None:
     facts = facts_of(drafts=[c.opioid_order()])
     assert fact(facts, "opioid_in_draft_orders") is True
-    assert facts.evidence("draft_opioids", facts.orders[0])[0].endswith("ordered in this session")
+    assert facts.evidence("draft_opioids", facts.orders[0])[0].endswith(
+        "ordered in this session (MedicationRequest/opioid-1)"
+    )
 
 
 def test_one_dose_given_in_care_without_opioid_use_disorder_is_a_single_dose() -> None:

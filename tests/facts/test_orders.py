@@ -40,7 +40,9 @@ def test_a_low_dose_step_beyond_the_plan() -> None:
     earlier["dosageInstruction"] = c.ldn_order(1.5)["dosageInstruction"]
     facts = facts_of(earlier, order=c.ldn_order(3.0))
     assert fact(facts, "ldn_on_plan") is False
-    assert "beyond the next step" in facts.placeholder("ldn_plan_summary", facts.orders[0])
+    assert facts.placeholder("ldn_plan_summary", facts.orders[0]).startswith(
+        "Step low-dose naltrexone to 1.5 mg, not 3 mg"
+    )
 
 
 def test_triage_needs_no_patient_data_for_another_drug() -> None:
@@ -141,3 +143,23 @@ def test_an_increase_already_due_is_not_given_a_past_date() -> None:
     facts = facts_of(previous, order=c.ldn_order(4.5))
     summary = facts.placeholder("ldn_plan_summary", facts.orders[0])
     assert "increase due now" in summary and "2026-" not in summary.split("increase")[-1]
+
+
+def test_an_interval_of_centuries_is_unreadable_not_a_crash() -> None:
+    order = naltrexone_order()
+    order["dosageInstruction"][0]["timing"]["repeat"] = {"frequency": 1, "period": 1e306, "periodUnit": "a"}
+    facts = facts_of(order=order)
+    assert fact(facts, "regimen") == "unrecognized"
+
+
+def test_an_injection_kit_is_380_mg_whatever_strength_its_name_gives() -> None:
+    order = with_dose(c.xr_order(), 1, "kit")
+    order["medicationCodeableConcept"] = {"text": "4 ML naltrexone 95 MG/ML Injectable Suspension [Vivitrol]"}
+    assert fact(facts_of(order=order), "dose_mg") == 380
+
+
+def test_a_zero_strength_product_is_a_dose_that_cannot_be_read() -> None:
+    order = with_dose(c.ldn_order(), 1, "capsule")
+    order["medicationCodeableConcept"] = {"text": "naltrexone 0 mg capsule (compounded)"}
+    facts = facts_of(order=order)
+    assert fact(facts, "regimen") == "unrecognized"

@@ -98,3 +98,79 @@ def test_a_not_pregnant_status_newer_than_the_evidence_ends_it() -> None:
         },
     )
     assert fact(facts_of(PREGNANT, status), "pregnant") is False
+
+
+# --- what must not end a pregnancy (review of issue 11) ------------------------------------------------
+
+
+def test_a_not_pregnant_status_then_a_positive_test_is_a_new_pregnancy() -> None:
+    status = c.observation(
+        "82810-3",
+        "Pregnancy status",
+        when=-10,
+        valueCodeableConcept={
+            "coding": [{"system": c.LOINC, "code": "LA26683-5", "display": "Not pregnant"}]
+        },
+    )
+    positive = c.observation(*URINE_HCG, when=-2, valueString="Positive")
+    assert fact(facts_of(status, positive), "pregnant") is True
+
+
+@pytest.mark.parametrize(
+    "not_an_outcome",
+    [
+        c.procedure(c.CPT, "59425", "Antepartum care only; 4-6 visits", performed=-5),
+        c.procedure(c.CPT, "59412", "External cephalic version", performed=-5),
+        uncoded("Threatened miscarriage", onset=-5),
+        uncoded("Recurrent miscarriage", onset=-5),
+        uncoded("Requests termination of pregnancy", onset=-5),
+        uncoded("Preterm labour - delivery not imminent", onset=-5),
+        c.procedure("urn:local", "EDU", "Counselling about termination of pregnancy", performed=-5),
+        c.procedure("urn:local", "US", "Ultrasound scan for threatened miscarriage", performed=-5),
+        c.procedure("urn:local", "NX", "Naloxone overdose education delivered", performed=-5),
+        c.procedure(c.SNOMED, "225323000", "Smoking cessation advice delivered", performed=-5),
+        c.condition(c.SNOMED, "17369002", "Miscarriage", onset=-5, verification="provisional"),
+        c.condition(
+            c.ICD10,
+            "O03.9",
+            "Complete or unspecified spontaneous abortion",
+            onset=-5,
+            verification="unconfirmed",
+        ),
+    ],
+)
+def test_what_is_not_an_outcome_leaves_the_pregnancy(not_an_outcome: Any) -> None:
+    pregnant = c.condition(c.ICD10, "Z33.1", "Pregnant state, incidental", onset=-60)
+    assert fact(facts_of(pregnant, not_an_outcome), "pregnant") is True
+
+
+def test_an_undated_pregnancy_diagnosis_is_not_ended_by_an_old_birth() -> None:
+    undated = c.condition(c.ICD10, "Z33.1", "Pregnant state, incidental")
+    del undated["onsetDateTime"]
+    old_birth = c.condition(c.ICD10, "Z37.0", "Single live birth", onset=-2000, clinical="resolved")
+    assert fact(facts_of(undated, old_birth), "pregnant") is True
+
+
+def test_an_old_birth_imported_today_does_not_end_a_current_pregnancy() -> None:
+    pregnant = c.condition(c.ICD10, "Z33.1", "Pregnant state, incidental", onset=-60)
+    imported = c.condition(c.ICD10, "Z37.0", "Single live birth")
+    del imported["onsetDateTime"]
+    imported["recordedDate"] = c.day(-1)
+    imported["category"] = [
+        {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-category",
+                    "code": "problem-list-item",
+                }
+            ]
+        }
+    ]
+    assert fact(facts_of(pregnant, imported), "pregnant") is True
+    imported["category"][0]["coding"][0]["code"] = "encounter-diagnosis"  # recorded at the delivery
+    assert fact(facts_of(pregnant, imported), "pregnant") is False
+
+
+def test_a_cpt_code_with_a_non_ascii_digit_is_ignored_not_a_crash() -> None:
+    pregnant = c.condition(c.ICD10, "Z33.1", "Pregnant state, incidental", onset=-60)
+    assert fact(facts_of(pregnant, c.procedure(c.CPT, "5940²", "x", performed=-5)), "pregnant") is True

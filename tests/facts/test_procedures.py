@@ -100,8 +100,45 @@ def test_the_card_gives_the_soonest_date_and_each_procedure_with_its_reference()
     later, sooner = c.surgery_order("Hernia repair", in_days=6), c.surgery_order("Appendectomy", in_days=2)
     facts = facts_of(later, sooner)
     order = facts.orders[0]
-    assert facts.placeholder("procedure_date", order) == c.day(2)
+    assert facts.placeholder("procedure_date", order) == "24 Nov 2026"  # today is 22 Nov 2026
     assert facts.placeholder("procedure_hold", order) == "7"
     lines = facts.evidence("planned_procedures", order)
-    assert lines[0].startswith("Appendectomy — ServiceRequest/") and lines[0].endswith(f"planned {c.day(2)}")
+    assert lines[0].startswith("Appendectomy, planned 24 Nov 2026 (ServiceRequest/")
     assert len(facts.of(PROCEDURES).upcoming) == 2
+
+
+# --- review of issue 11: what is not surgery, and dates that are not one day ------------------------------
+
+
+@pytest.mark.parametrize(
+    "not_surgery",
+    [
+        c.surgery_order("Venipuncture", in_days=2, cpt="36415", category=[]),
+        c.surgery_order("Arthrocentesis, major joint", in_days=2, cpt="20610", category=[]),
+        c.appointment("Lab phlebotomy", in_days=3),
+        c.appointment("Nicotine replacement therapy group", in_days=3),
+        c.appointment("Colostomy nurse - stoma bag change", in_days=3),
+    ],
+)
+def test_what_is_not_an_operation(not_surgery: Any) -> None:
+    facts = facts_of(not_surgery)
+    assert (
+        fact(facts, "procedure_planned_soon") is False and fact(facts, "procedure_planned_undated") is False
+    )
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        {"occurrenceDateTime": "2026-11"},  # the month of today (22 Nov): it may be this week
+        {"occurrencePeriod": {"start": "2026-11-20", "end": "2026-11-30"}},  # a window already open
+    ],
+)
+def test_a_month_or_an_open_window_is_not_missed(when: dict[str, Any]) -> None:
+    order = c.surgery_order(in_days=None) | when
+    assert soon(order) is True
+
+
+def test_a_cpt_code_with_a_non_ascii_digit_is_not_surgery_and_not_a_crash() -> None:
+    order = c.surgery_order("Procedure", in_days=3, cpt="4756²", category=[])
+    assert soon(order) is False

@@ -60,7 +60,7 @@ def panel(
     [
         ("AMP neg, BZO neg, COC neg, THC pos, OPI neg, OXY neg, MTD neg, BUP neg, FEN POS", True, True),
         ("AMP pos, OPI neg, FEN neg, BUP neg, MTD neg, OXY neg", False, True),  # another drug positive
-        ("Negative", False, True),  # every drug of the panel negative
+        ("Negative", False, False),  # naming no drug: which opioids were tested is unknown
         ("THC positive", False, False),  # says nothing about opioids: no opioid screen on record
     ],
 )
@@ -89,3 +89,26 @@ def test_a_challenge_passed_hours_after_the_screen_lifts_it_whatever_the_offsets
     assert fact(facts_of(screen, challenge), "challenge_passed_after_uds") is True
     earlier = challenge | {"effectiveDateTime": "2026-11-20T19:15:00-05:00"}  # 00:15 UTC: before the screen
     assert fact(facts_of(screen, earlier), "challenge_passed_after_uds") is False
+
+
+# --- review of issue 11 -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("said", ["Negative", "None detected"])
+def test_a_general_panel_negative_naming_no_opioid_is_not_an_opioid_screen(said: str) -> None:
+    three_panel = panel(said, name="Drug screen 3-panel (THC/COC/AMP)")
+    assert fact(facts_of(three_panel), "uds_recent") is False
+
+
+def test_a_panel_that_also_tests_alcohol_is_still_read() -> None:
+    facts = facts_of(panel("Opiates POSITIVE", name="Drugs of abuse screen with alcohol"))
+    assert fact(facts, "uds_positive_recent") is True
+
+
+@pytest.mark.parametrize("challenge_time", ["T09:00:00", ""])  # no offset, or a date only
+def test_a_challenge_the_same_day_without_both_moments_does_not_lift_a_positive(challenge_time: str) -> None:
+    screen = c.urine_opiates("Positive", when=-2) | {"effectiveDateTime": c.day(-2) + "T14:00:00Z"}
+    challenge = c.naloxone_challenge("passed", when=-2) | {"effectiveDateTime": c.day(-2) + challenge_time}
+    assert fact(facts_of(screen, challenge), "challenge_passed_after_uds") is False
+    next_day = challenge | {"effectiveDateTime": c.day(-1)}
+    assert fact(facts_of(screen, next_day), "challenge_passed_after_uds") is True

@@ -24,6 +24,8 @@ NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 RULES = default_rules_dir()
+RULES_URL = "http://127.0.0.1:8000/rules"
+"""Where the stage tests' cards link to (the HTTP layer passes the service's own URL)."""
 
 
 def copy_rules(tmp_path: Path) -> Path:
@@ -46,7 +48,7 @@ def pipeline_for(**overrides: Any) -> Pipeline:
 
 def answer(pipeline: Pipeline, body: dict[str, Any]) -> list[dict[str, Any]]:
     """The cards for ``body`` (sent to its hook's service) as the HTTP layer would encode them."""
-    response = response_json(pipeline.run(pipeline.service_for_hook(body["hook"]), body))
+    response = response_json(pipeline.run(pipeline.service_for_hook(body["hook"]), body, rules_url=RULES_URL))
     assert_valid("CdsResponse", response)
     assert_no_empty_values(response)
     cards: list[dict[str, Any]] = response["cards"]
