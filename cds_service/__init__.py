@@ -25,7 +25,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> Flask:
     """The WSGI application. Everything slow (rule files, schemas) is loaded here, once."""
-    from cds_service import api
+    from cds_service import api, web
 
     settings = settings or Settings.from_env()
     store = open_store(settings.database_url, settings.audit_secret)
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
         # The CORS headers depend on the caller's Origin, so shared caches must key on it.
         app.after_request(_vary_on_origin)
     api.register(app)
+    web.register(app)
     return app
 
 

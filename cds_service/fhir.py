@@ -188,6 +188,27 @@ def referenced_id(reference: Any, resource_type: str) -> str | None:
     return parsed[1] if parsed is not None and parsed[0] == resource_type else None
 
 
+_DATE_PREFIX = re.compile(r"^(\d{4}-\d{2}-\d{2})(T.*)?$")
+
+
+def shifted(value: Any, days: int) -> Any:
+    """A copy of ``value`` with every FHIR date/dateTime moved by ``days``, times and offsets kept: a
+    scenario written as of its reference date, replayed as of another (the demo page, the tests)."""
+    if isinstance(value, dict):
+        return {k: shifted(v, days) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shifted(v, days) for v in value]
+    if isinstance(value, str):
+        match = _DATE_PREFIX.match(value)
+        if match:
+            try:
+                moved = date.fromisoformat(match.group(1)) + timedelta(days=days)
+            except (ValueError, OverflowError):
+                return value
+            return moved.isoformat() + (match.group(2) or "")
+    return value
+
+
 def parse_instant(value: Any) -> datetime | None:
     """The moment a FHIR dateTime/instant with a time and an offset names (``None`` without either):
     two events recorded in different time zones are ordered by their moments, not their local days."""

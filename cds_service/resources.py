@@ -26,3 +26,8 @@ def default_rules_dir() -> Path:
 
 def openapi_path() -> Path:
     return _locate("openapi.yaml")
+
+
+def scenarios_dir() -> Path:
+    """The clinical scenarios the demo page offers (``fhir_fixtures/``)."""
+    return _locate("fhir_fixtures")

@@ -101,6 +101,11 @@ class Settings:
     policy_file: Path | None = _setting(
         None, "YAML file overriding values of rules/policy.yaml (washout days, look-backs, LFT multiples...)."
     )
+    demo_page: str = _setting(
+        "auto",
+        "The /demo page (scenario patients, real calls and feedback): `auto` is on with the bundled demo "
+        "issuers and off with a trusted-issuers file; `on` or `off` decide.",
+    )
     rules_dir: Path | None = _setting(
         None,
         "Directory of the rule, value set and service files; default: the copy shipped with the package.",
@@ -116,6 +121,8 @@ class Settings:
             problems.append(f"threads must be at least 1, not {self.threads}")
         if self.worker_class not in ("sync", "gthread"):
             problems.append(f"worker_class must be sync or gthread, not {self.worker_class!r}")
+        if self.demo_page not in ("auto", "on", "off"):
+            problems.append(f"demo_page must be auto, on or off, not {self.demo_page!r}")
         if self.max_body_bytes < 1024:
             problems.append(f"max_body_bytes must be at least 1024, not {self.max_body_bytes}")
         if not 20 <= self.fhir_budget_ms <= 10_000:

@@ -49,13 +49,16 @@ class SuggestionContext:
 Builder = Callable[[SuggestionContext], Suggestion | None]
 BUILDERS: dict[str, Builder] = {}
 """Filled by ``@suggestion``: the rule book is checked against these names."""
+DESCRIPTIONS: dict[str, str] = {}
+"""What each suggestion offers, in words (the rule pages list them)."""
 
 
-def suggestion(name: str) -> Callable[[Builder], Builder]:
+def suggestion(name: str, description: str) -> Callable[[Builder], Builder]:
     def register(builder: Builder) -> Builder:
         if name in BUILDERS:
             raise ValueError(f"suggestion {name!r} is registered twice")
         BUILDERS[name] = builder
+        DESCRIPTIONS[name] = description
         return builder
 
     return register
@@ -158,7 +161,10 @@ def _service_request(ctx: SuggestionContext, system: str, code: str, display: st
     return request
 
 
-@suggestion("cancel-order")
+@suggestion(
+    "cancel-order",
+    "Cancel the draft order (naltrexone, or the opioid ordered while naltrexone blocks)",
+)
 def cancel_order(ctx: SuggestionContext) -> Suggestion | None:
     order_id = ctx.order.resource.get("id")
     if not isinstance(order_id, str):
@@ -174,7 +180,10 @@ def cancel_order(ctx: SuggestionContext) -> Suggestion | None:
     )
 
 
-@suggestion("move-start")
+@suggestion(
+    "move-start",
+    "Move the order's start (and validity) to the earliest safe date",
+)
 def move_start(ctx: SuggestionContext) -> Suggestion | None:
     start = ctx.facts.of(OPIOIDS).earliest_start
     if start is None:
@@ -190,7 +199,11 @@ def move_start(ctx: SuggestionContext) -> Suggestion | None:
     )
 
 
-@suggestion("test-dose")
+@suggestion(
+    "test-dose",
+    "Change the order to one 25 mg test dose (one tablet, no refills) and add 50 mg daily from the next "
+    "day, keeping the supply written",
+)
 def test_dose(ctx: SuggestionContext) -> Suggestion | None:
     start = _order_start(ctx)
     first = _with_dosage(
@@ -231,7 +244,10 @@ _URINE_SCREENS = (
 )
 
 
-@suggestion("order-urine-screen")
+@suggestion(
+    "order-urine-screen",
+    "Order urine screens for opiates, fentanyl, buprenorphine and methadone",
+)
 def order_urine_screen(ctx: SuggestionContext) -> Suggestion | None:
     note = "Before starting naltrexone: a positive opioid screen is a contraindication."
     actions = [
@@ -245,7 +261,10 @@ def _allergic_to_naloxone(ctx: SuggestionContext) -> bool:
     return bool(ctx.facts.of(ALLERGIES).naloxone)
 
 
-@suggestion("order-naloxone-challenge")
+@suggestion(
+    "order-naloxone-challenge",
+    "Order a naloxone challenge (never for a patient allergic to naloxone)",
+)
 def order_naloxone_challenge(ctx: SuggestionContext) -> Suggestion | None:
     if _allergic_to_naloxone(ctx):
         return None  # never suggest naloxone to a patient with a naloxone allergy on record
@@ -260,14 +279,20 @@ def order_naloxone_challenge(ctx: SuggestionContext) -> Suggestion | None:
     return _suggestion("Order a naloxone challenge", _create("Order a naloxone challenge test", request))
 
 
-@suggestion("order-liver-panel")
+@suggestion(
+    "order-liver-panel",
+    "Order a hepatic function panel",
+)
 def order_liver_panel(ctx: SuggestionContext) -> Suggestion | None:
     display = "Hepatic function 2000 panel - Serum or Plasma"
     request = _service_request(ctx, LOINC, "24325-3", display, "Liver tests for naltrexone treatment.")
     return _suggestion("Order a hepatic function panel", _create("Order a hepatic function panel", request))
 
 
-@suggestion("prescribe-naloxone")
+@suggestion(
+    "prescribe-naloxone",
+    "Prescribe naloxone 4 mg nasal spray, 2 devices (never for a patient allergic to naloxone)",
+)
 def prescribe_naloxone(ctx: SuggestionContext) -> Suggestion | None:
     if _allergic_to_naloxone(ctx):
         return None  # never suggest naloxone to a patient with a naloxone allergy on record
@@ -304,7 +329,10 @@ def prescribe_naloxone(ctx: SuggestionContext) -> Suggestion | None:
     )
 
 
-@suggestion("ldn-step")
+@suggestion(
+    "ldn-step",
+    "Change the low dose to the planned titration step, at bedtime",
+)
 def ldn_step(ctx: SuggestionContext) -> Suggestion | None:
     plan = ctx.order.ldn_plan
     dose = ctx.order.dosing.dose_mg
@@ -318,7 +346,10 @@ def ldn_step(ctx: SuggestionContext) -> Suggestion | None:
     )
 
 
-@suggestion("ldn-max-dose")
+@suggestion(
+    "ldn-max-dose",
+    "Reduce the low dose to the maximum",
+)
 def ldn_max_dose(ctx: SuggestionContext) -> Suggestion | None:
     target = ctx.policy.ldn_max_dose_mg
     draft = _with_dosage(normalised_draft(ctx.order.resource), dose_mg=target)
@@ -327,13 +358,19 @@ def ldn_max_dose(ctx: SuggestionContext) -> Suggestion | None:
     )
 
 
-@suggestion("ldn-bedtime")
+@suggestion(
+    "ldn-bedtime",
+    "Time the low dose at bedtime",
+)
 def ldn_bedtime(ctx: SuggestionContext) -> Suggestion | None:
     draft = _with_dosage(normalised_draft(ctx.order.resource), when=["HS"])
     return _suggestion("Take at bedtime", _update("Time the dose at bedtime", draft))
 
 
-@suggestion("ldn-compounded")
+@suggestion(
+    "ldn-compounded",
+    "Change the product to a compounded immediate-release capsule of the same dose",
+)
 def ldn_compounded(ctx: SuggestionContext) -> Suggestion | None:
     dose = ctx.order.dosing.dose_mg or ctx.policy.ldn_start_dose_mg
     draft = normalised_draft(ctx.order.resource)
@@ -352,7 +389,10 @@ def ldn_compounded(ctx: SuggestionContext) -> Suggestion | None:
 _INTRAMUSCULAR = {"coding": [{"system": SNOMED, "code": "78421000", "display": "Intramuscular route"}]}
 
 
-@suggestion("xr-standard-dose")
+@suggestion(
+    "xr-standard-dose",
+    "Set 380 mg IM every 4 weeks",
+)
 def xr_standard_dose(ctx: SuggestionContext) -> Suggestion | None:
     draft = _with_dosage(
         normalised_draft(ctx.order.resource),
@@ -364,7 +404,10 @@ def xr_standard_dose(ctx: SuggestionContext) -> Suggestion | None:
     return _suggestion("Change to 380 mg IM every 4 weeks", _update("Set 380 mg IM every 4 weeks", draft))
 
 
-@suggestion("standard-dose")
+@suggestion(
+    "standard-dose",
+    "Set the form's standard dose: 50 mg daily, 380 mg IM every 4 weeks, or the low-dose start at bedtime",
+)
 def standard_dose(ctx: SuggestionContext) -> Suggestion | None:
     if ctx.order.kind == "naltrexone-xr":
         return xr_standard_dose(ctx)

@@ -7,18 +7,28 @@ Tests, benchmarks and ``build.py`` read the scenarios through this module, so wh
 from __future__ import annotations
 
 import json
-import re
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+
+from cds_service.fhir import shifted
+
+__all__ = [
+    "FIXTURES",
+    "UNREACHABLE_FHIR_SERVER",
+    "as_of_today",
+    "load",
+    "scenario_names",
+    "shifted",
+    "with_fhir_server",
+]
 
 FIXTURES = Path(__file__).resolve().parent
 UNREACHABLE_FHIR_SERVER = "http://unreachable-fhir-server.invalid"
 """The ``fhirServer`` of scenarios whose EHR FHIR server cannot be reached (``.invalid`` never resolves,
 RFC 6761). Tests replace it with a port they hold closed themselves (``with_fhir_server``), so nothing
 depends on what else listens on the machine."""
-_DAY = re.compile(r"^(\d{4}-\d{2}-\d{2})(T.*)?$")
 
 
 def scenario_names() -> list[str]:
@@ -31,24 +41,6 @@ def load(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     request = json.loads((folder / "request.json").read_text(encoding="utf-8"))
     expected = json.loads((folder / "expected.json").read_text(encoding="utf-8"))
     return request, expected
-
-
-def shifted(value: Any, days: int) -> Any:
-    """A copy of ``value`` with every FHIR date/dateTime moved by ``days``, times and offsets kept: a
-    scenario written as of its reference date, replayed as of another."""
-    if isinstance(value, dict):
-        return {k: shifted(v, days) for k, v in value.items()}
-    if isinstance(value, list):
-        return [shifted(v, days) for v in value]
-    if isinstance(value, str):
-        match = _DAY.match(value)
-        if match:
-            try:
-                moved = date.fromisoformat(match.group(1)) + timedelta(days=days)
-            except ValueError:
-                return value
-            return moved.isoformat() + (match.group(2) or "")
-    return value
 
 
 def as_of_today(name: str, *, patient_id: str | None = None, user_id: str | None = None) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from fhir_fixtures.catalogue import (  # noqa: E402
     workup,
 )
 from fhir_fixtures.requests import hook_request, naltrexone_order, sandbox_hook_bodies, searchset  # noqa: E402
+from fhir_fixtures.scenarios_cards import build_cards  # noqa: E402
 from fhir_fixtures.scenarios_reading import build_reading  # noqa: E402
 
 
@@ -914,6 +915,7 @@ def write(target: Path = ROOT) -> list[Path]:
     c.reset_ids()
     build()
     build_reading()
+    build_cards()
     names = [s["name"] for s in SCENARIOS]
     if len(set(names)) != len(names):
         raise SystemExit("scenario names must be unique")

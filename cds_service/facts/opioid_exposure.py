@@ -17,7 +17,7 @@ from cds_service.facts.domain import Derivation, Domain
 from cds_service.facts.history import HISTORY
 from cds_service.facts.medications import Exposure, ProductClass
 from cds_service.facts.orders import ORDERS, OrderFacts
-from cds_service.facts.wording import day, drug_names, fact_line
+from cds_service.facts.wording import day, drug_label, drug_names, fact_line
 from cds_service.fhir import reference_of
 from cds_service.knowledge.policy import Policy
 
@@ -155,5 +155,5 @@ def _recent(facts: OpioidExposure, order: OrderFacts, policy: Policy) -> list[st
         washout = policy.washout_days(long_acting=exposure.product.long_acting)
         safe = exposure.end + timedelta(days=washout) if exposure.end else None
         clear = f"{exposure.detail}; {washout} days clear on {day(safe)}"
-        lines.append(fact_line(exposure.product.name, clear, exposure.reference))
+        lines.append(fact_line(drug_label(exposure.product.name), clear, exposure.reference))
     return lines

@@ -12,6 +12,8 @@ def _nothing(derivation: Derivation) -> None:
 
 
 POLICY_VALUES = Domain("policy-values", _nothing)
+QUOTED: dict[str, str] = {}
+"""Placeholder -> the policy value it quotes (the rule pages show the values behind a card's words)."""
 
 
 def _quote(name: str, meaning: str, value: str) -> None:
@@ -19,6 +21,7 @@ def _quote(name: str, meaning: str, value: str) -> None:
         return format(getattr(policy, value), "g")
 
     POLICY_VALUES.placeholder(name, meaning)(write)
+    QUOTED[name] = value
 
 
 for _name, _meaning, _value in (

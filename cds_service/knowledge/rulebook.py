@@ -7,6 +7,7 @@ variable the cards cannot fill, an unknown suggestion, source or override reason
 
 from __future__ import annotations
 
+import json
 import re
 import string
 from collections.abc import Iterable, Mapping
@@ -80,6 +81,8 @@ class Variant:
     suggestions: tuple[str, ...]
     """The rule's, unless the variant words the card differently (a newer negative screen: no "repeat
     the screen"; an oral order: the oral label, not the injection's)."""
+    when: Mapping[str, Any] | None = None
+    """The variant's own condition as written (policy values filled in), for the rule pages."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,10 @@ class Rule:
     position: int
     fires: str
     """When it fires, in words (the rule's page and the rules README)."""
+    when: Mapping[str, Any] | None = None
+    """The rule's condition as written (policy values filled in), for the rule pages."""
+    policy_names: tuple[str, ...] = ()
+    """The policy values its conditions, indicators and page quote (``{{name}}``)."""
     page: str = ""
     """Markdown for the rule's page: the long content a card links to (procedure, schedule, how to record).
     ``{{name}}`` quotes a policy value in force."""
@@ -188,8 +195,9 @@ def _rule(entry: Mapping[str, Any], position: int, context: _Context) -> Rule:
         if not applies_to or bad_kinds:
             raise RuleBookError(f"{where}: applies_to has unknown kinds {sorted(bad_kinds)}")
         base = [_kinds_condition(applies_to)]
-        if "when" in entry:
-            base.append(_condition(entry["when"], context, where))
+        rule_when = _condition(entry["when"], context, where) if "when" in entry else None
+        if rule_when is not None:
+            base.append(rule_when)
         wording = _wording(entry, None, context, where)
         variants = _variants(entry, base, wording, context, where)
         evidence = tuple(entry.get("evidence", ()))
@@ -217,6 +225,8 @@ def _rule(entry: Mapping[str, Any], position: int, context: _Context) -> Rule:
         position=position,
         fires=fires,
         page=page,
+        when=rule_when,
+        policy_names=tuple(sorted(set(_POLICY_REFERENCE.findall(json.dumps(entry))))),
     )
 
 
@@ -294,8 +304,9 @@ def _variants(
         if indicator not in INDICATORS:
             raise RuleBookError(f"{where}: indicator {indicator!r} is not one of {INDICATORS}")
         parts = list(base)
-        if "when" in spec:
-            parts.append(_condition(spec["when"], context, where))
+        own_when = _condition(spec["when"], context, where) if "when" in spec else None
+        if own_when is not None:
+            parts.append(own_when)
         variant_category = spec.get("category", category)
         if variant_category not in CATEGORIES:
             raise RuleBookError(f"{where}: category {variant_category!r} is not one of {CATEGORIES}")
@@ -311,6 +322,7 @@ def _variants(
                 advice=own.advice,
                 source=own.source,
                 suggestions=own.suggestions,
+                when=own_when,
             )
         )
     if not variants:
