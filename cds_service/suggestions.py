@@ -21,6 +21,7 @@ from cds_service.facts.allergies import ALLERGIES
 from cds_service.facts.medications import format_mg
 from cds_service.facts.opioid_exposure import OPIOIDS
 from cds_service.facts.orders import OrderFacts
+from cds_service.facts.wording import day
 from cds_service.fhir import as_dict, json_copy
 from cds_service.knowledge.policy import Policy
 from cds_service.knowledge.terminology import LOINC, PROJECT, RXNORM, SNOMED
@@ -194,8 +195,8 @@ def move_start(ctx: SuggestionContext) -> Suggestion | None:
     if "end" in validity and validity["end"] < validity["start"]:
         del validity["end"]
     return _suggestion(
-        f"Start on {start.isoformat()}, after the opioid-free interval",
-        _update(f"Set the order's start date to {start.isoformat()}", draft),
+        f"Start on {day(start)}, after the opioid-free interval",
+        _update(f"Set the order's start date to {day(start)}", draft),
     )
 
 

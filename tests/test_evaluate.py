@@ -26,7 +26,7 @@ def test_evaluate_prints_cards_for_a_person() -> None:
     assert "CRITICAL opioid-recent" in out
     assert "Do not start naltrexone before 28 Nov 2026" in out
     assert "MedicationDispense/oxycodone-md-1" in out  # the facts behind the card
-    assert "update MedicationRequest/draft-1: Set the order's start date to 2026-11-28" in out
+    assert "update MedicationRequest/draft-1: Set the order's start date to 28 Nov 2026" in out
     assert "Source: FDA label, naltrexone hydrochloride tablets" in out
     assert out.endswith("1 card(s): 1 critical, 0 warning, 0 info.")
 
