@@ -86,3 +86,5 @@ class Card:
 @dataclass(frozen=True, slots=True)
 class CdsResponse:
     cards: tuple[Card, ...] = ()
+    deviations: tuple[str, ...] = ()
+    """The request-shape deviations tolerated (for the log line; not part of the JSON answer)."""

@@ -112,7 +112,7 @@ class FetchSession:
             self._headers["Authorization"] = f"Bearer {request.fhir_authorization.access_token}"
         self._context = {
             "patientId": request.patient_id,
-            "userId": request.user_id,
+            "userId": request.user_id or "",
             "encounterId": request.encounter_id or "",
         }
 

@@ -102,7 +102,12 @@ class Pipeline:
         rules_dir = settings.rules_dir or default_rules_dir()
         # Compile the request schemas (both validators) here, in the gunicorn master, not on each
         # worker's first request.
-        for schema in ("OrderSelectRequest", "OrderSignRequest", "FeedbackRequest"):
+        for schema in (
+            "OrderSelectRequest",
+            "OrderSignRequest",
+            "MedicationPrescribeRequest",
+            "FeedbackRequest",
+        ):
             contract.validator(schema)
             contract.fast_validator(schema)
         if fetcher is None and settings.fhir_fetch:
@@ -151,7 +156,8 @@ class Pipeline:
         request = parse_hook_request(service, body)
         triage = identify_orders(request, k.terminology, k.policy)
         if not triage.needs_review:
-            return CdsResponse()  # e.g. another drug, or the sandbox's first call before a drug is chosen
+            # e.g. another drug, or the sandbox's first call before a drug is chosen
+            return CdsResponse(deviations=request.deviations)
         record = gather(service, request, self.fetcher, fhir_servers=fhir_servers)
         medications = medication_index(record.of_type("Medication"), request.draft_full_urls)
         orders = resolve(triage, medications, k.terminology, k.policy)
@@ -159,7 +165,7 @@ class Pipeline:
             log.warning(
                 "no reviewed order could be identified", extra=log_fields(orders=len(orders.reviewed))
             )
-            return CdsResponse()
+            return CdsResponse(deviations=request.deviations)
         facts = derive_facts(request, record, orders, medications, k, self.calendar.today())
         matches = k.engine.evaluate(facts.engine_facts)
         cards = render(
@@ -184,4 +190,4 @@ class Pipeline:
                 rules_version=k.version,
                 cards=cards,
             )
-        return CdsResponse(cards)
+        return CdsResponse(cards, request.deviations)

@@ -3,7 +3,8 @@
 Strict where a mistake would change the advice (types of the fields the rules read, selections that
 name no draft order, a draft order for another patient), tolerant of the harmless shapes real clients
 send (no ``Bundle.type``, ``category`` as one object, ``Patient/<id>`` as ``patientId``, an
-``extension`` anywhere, a non-UUID ``hookInstance``).
+``extension`` anywhere, a non-UUID ``hookInstance``), and of the older shapes ``leniency`` brings to the
+2.0.1 shape (each named).
 """
 
 from __future__ import annotations
@@ -20,8 +21,13 @@ from cds_service.cdshooks import Hook
 from cds_service.errors import BadRequest, HookMismatch, MalformedJson, SchemaViolation
 from cds_service.fhir import parse_reference
 from cds_service.knowledge.services import ServiceDefinition
+from cds_service.leniency import normalise
 
-_REQUEST_SCHEMA = {"order-select": "OrderSelectRequest", "order-sign": "OrderSignRequest"}
+_REQUEST_SCHEMA = {
+    "order-select": "OrderSelectRequest",
+    "order-sign": "OrderSignRequest",
+    "medication-prescribe": "MedicationPrescribeRequest",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +42,8 @@ class HookRequest:
     hook: Hook
     hook_instance: str
     patient_id: str
-    user_id: str
+    user_id: str | None
+    """None when the client sent no user (an older client may not): recorded as absent, never made up."""
     encounter_id: str | None
     fhir_server: str | None
     fhir_authorization: FhirAuthorization | None = field(repr=False)
@@ -47,6 +54,8 @@ class HookRequest:
     reviewed_orders: tuple[Mapping[str, Any], ...]
     """The MedicationRequests under review: the selected ones (order-select) or all (order-sign)."""
     prefetch: Mapping[str, Any] = field(repr=False)
+    deviations: tuple[str, ...] = ()
+    """The request-shape deviations tolerated (``leniency.DEVIATIONS``)."""
 
 
 def decode_json(raw: bytes) -> Any:
@@ -87,6 +96,8 @@ def parse_hook_request(service: ServiceDefinition, body: Any) -> HookRequest:
         path = contract.json_path(error)
         raise SchemaViolation(f"{path}: {_describe(error)}", expression=path)
 
+    normalised = normalise(service.hook, body)
+    body = normalised.body
     context = body["context"]
     patient_id = _bare_patient_id(context["patientId"])
     draft_entries = context["draftOrders"].get("entry", [])
@@ -118,6 +129,7 @@ def parse_hook_request(service: ServiceDefinition, body: Any) -> HookRequest:
         },
         reviewed_orders=reviewed,
         prefetch=body.get("prefetch") or {},
+        deviations=normalised.deviations,
     )
 
 
@@ -188,5 +200,6 @@ def _describe(error: ValidationError) -> str:
     if kind == "dependentRequired":
         return error.message
     if kind == "oneOf":
-        return "does not have any of the accepted shapes"
+        described = error.schema.get("description") if isinstance(error.schema, dict) else None
+        return "does not have any of the accepted shapes" + (f" (expected: {described})" if described else "")
     return error.message[:200]

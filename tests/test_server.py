@@ -64,7 +64,11 @@ def test_start_up_logs_say_what_is_configured(live_server: LiveServer) -> None:
     configured = next(e for e in entries if e["message"] == "naltrexone-cds configured")
     assert configured["settings"]["port"] == live_server.port
     assert configured["settings"]["workers"] == 2
-    assert configured["services"] == ["naltrexone-order-select", "naltrexone-order-sign"]
+    assert configured["services"] == [
+        "naltrexone-order-select",
+        "naltrexone-order-sign",
+        "naltrexone-medication-prescribe",
+    ]
     assert any(e["logger"] == "gunicorn.error" and "Booting worker" in e["message"] for e in entries)
 
 

@@ -66,6 +66,7 @@ def call_service(service_id: str) -> Response:
     g.hook_instance = _loggable_id(body.get("hookInstance") if isinstance(body, dict) else None)
     response = pipeline.run(service, body, fhir_servers=g.get("fhir_servers"), rules_url=rules_url())
     g.rule_ids = [card.rule_id for card in response.cards]
+    g.deviations = list(response.deviations) or None
     return jsonify(response_json(response))
 
 
@@ -155,6 +156,7 @@ def _finish(response: Response) -> Response:
             ms=round((time.perf_counter() - started) * 1000, 2) if started else None,
             hook_instance=g.get("hook_instance"),
             rule_ids=g.get("rule_ids"),
+            deviations=g.get("deviations"),
             issuer=g.get("issuer"),
         ),
     )

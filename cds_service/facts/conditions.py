@@ -69,14 +69,18 @@ class Diagnosis:
         )
 
 
-def _status(resource: Resource, element: str) -> str | None:
-    codes = [code for _, code in codings(resource.get(element))]
+def status_code(resource: Resource, element: str) -> str | None:
+    """The code of a status element: a CodeableConcept (R4) or a plain string (STU3)."""
+    value = resource.get(element)
+    if isinstance(value, str):  # FHIR STU3: a plain code
+        return value
+    codes = [code for _, code in codings(value)]
     return codes[0] if codes else None
 
 
 def is_current(resource: Resource, today: date | None = None) -> bool:
-    clinical = _status(resource, "clinicalStatus")
-    verification = _status(resource, "verificationStatus")
+    clinical = status_code(resource, "clinicalStatus")
+    verification = status_code(resource, "verificationStatus")
     if clinical in _INACTIVE or verification in _NOT_TRUE:
         return False
     if resource.get("abatementBoolean") is True:
@@ -190,7 +194,7 @@ def current_diagnoses(
 
 
 def _recent_episode(condition: Resource, today: date | None, days: int | None) -> bool:
-    if days is None or today is None or _status(condition, "verificationStatus") in _NOT_TRUE:
+    if days is None or today is None or status_code(condition, "verificationStatus") in _NOT_TRUE:
         return False
     dated = first_day(
         condition.get("recordedDate"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from cds_service.facts.conditions import PROBLEMS, affirmed, current_diagnoses
+from cds_service.facts.conditions import PROBLEMS, affirmed, current_diagnoses, status_code
 from cds_service.facts.domain import Derivation, Domain
 from cds_service.facts.observations import (
     RESULTS,
@@ -121,8 +121,8 @@ def _outcome_on(derivation: Derivation, today: date) -> date | None:
 
 def _confirmed(condition: Resource) -> bool:
     """Confirmed, or no verification status: a suspected (provisional) miscarriage ends nothing."""
-    statuses = [code for _, code in codings(condition.get("verificationStatus"))]
-    return not statuses or "confirmed" in statuses
+    status = status_code(condition, "verificationStatus")
+    return status is None or status == "confirmed"
 
 
 def _encounter_diagnosis(condition: Resource) -> bool:

@@ -147,8 +147,8 @@ ORDER: list[str | int] = ["context", "draftOrders", "entry", 0, "resource"]
         (_with(["context", "selections"], "MedicationRequest/draft-1"), "context.selections", "type array"),
         (
             _with(["context", "draftOrders"], {"resourceType": "Patient"}),
-            "context.draftOrders.resourceType",
-            '"Bundle"',
+            "context.draftOrders",
+            "a single MedicationRequest",
         ),
         (_with(["context", "draftOrders", "entry"], {}), "context.draftOrders.entry", "type array"),
         (
@@ -184,7 +184,7 @@ ORDER: list[str | int] = ["context", "draftOrders", "entry", 0, "resource"]
             "fhirAuthorization",
             "'access_token'",
         ),
-        (_with(["prefetch", "medicationRequests"], []), "prefetch.medicationRequests", "accepted shapes"),
+        (_with(["prefetch", "medicationRequests"], []), "prefetch.medicationRequests", "JSON type"),
         (
             _with(["prefetch", "conditions"], {"entry": []}),
             "prefetch.conditions",

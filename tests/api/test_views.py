@@ -6,7 +6,7 @@ from fhir_fixtures.requests import PREFETCH_KEYS
 from tests.support import assert_no_empty_values, assert_valid, body_of
 
 
-def test_discovery_lists_the_two_services_of_the_contract(client: FlaskClient) -> None:
+def test_discovery_lists_the_services_of_the_contract_and_the_deprecated_hook(client: FlaskClient) -> None:
     response = client.get("/cds-services")
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
@@ -14,7 +14,11 @@ def test_discovery_lists_the_two_services_of_the_contract(client: FlaskClient) -
     assert_valid("DiscoveryResponse", body)
     assert_no_empty_values(body)
     hooks = {service["id"]: service["hook"] for service in body["services"]}
-    assert hooks == {"naltrexone-order-select": "order-select", "naltrexone-order-sign": "order-sign"}
+    assert hooks == {
+        "naltrexone-order-select": "order-select",
+        "naltrexone-order-sign": "order-sign",
+        "naltrexone-medication-prescribe": "medication-prescribe",
+    }
 
 
 def test_discovery_with_a_trailing_slash(client: FlaskClient) -> None:
@@ -48,4 +52,8 @@ def test_prefetch_covers_every_data_domain_with_2_0_1_tokens_only(client: FlaskC
 def test_health_reports_version_and_services(client: FlaskClient) -> None:
     body = body_of(client.get("/health"))
     assert_valid("Health", body)
-    assert body["services"] == ["naltrexone-order-select", "naltrexone-order-sign"]
+    assert body["services"] == [
+        "naltrexone-order-select",
+        "naltrexone-order-sign",
+        "naltrexone-medication-prescribe",
+    ]

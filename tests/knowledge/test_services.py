@@ -27,9 +27,10 @@ def test_each_hook_has_its_service_with_the_same_prefetch() -> None:
     assert {s.id: s.hook for s in services.values()} == {
         "naltrexone-order-select": "order-select",
         "naltrexone-order-sign": "order-sign",
+        "naltrexone-medication-prescribe": "medication-prescribe",
     }
-    select, sign = services["naltrexone-order-select"], services["naltrexone-order-sign"]
-    assert select.discovery_entry()["prefetch"] == sign.discovery_entry()["prefetch"]
+    prefetches = [service.discovery_entry()["prefetch"] for service in services.values()]
+    assert all(prefetch == prefetches[0] for prefetch in prefetches)
 
 
 def test_templates_are_rendered_from_the_hook_context() -> None:

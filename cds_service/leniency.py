@@ -1,0 +1,203 @@
+"""Stage 1, before reading: the request shapes real CDS clients send, brought to the CDS Hooks 2.0.1 shape.
+
+A service that refuses a request gives the prescriber no advice at all, so what the advice does not need
+may be missing or sit where an older client puts it; what it needs (the patient, the draft orders) must be
+there and readable. ``openapi.yaml`` says exactly what is accepted; each deviation tolerated here is named
+(``DEVIATIONS``), for the request's log line and the ``lint`` command. Refused, with the field named:
+a request without a patient, a patient given twice differently, and DSTU2 resources (``MedicationOrder``),
+which are a different FHIR version, not a different shape.
+
+The body is never modified in place: what changes is copied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cds_service.cdshooks import Hook
+from cds_service.errors import BadRequest, SchemaViolation
+from cds_service.fhir import parse_reference
+
+DEVIATIONS = {
+    "user-at-top-level": "the user is at the top level (`user` or `userId`), not in context.userId",
+    "no-user": "no user is given (the audit trail records the user as absent)",
+    "patient-at-top-level": "the patient is at the top level (`patient`), not in context.patientId",
+    "typed-context-ids": "context ids carry a resource type (`Patient/…`, `Encounter/…`)",
+    "draft-not-a-bundle": "the draft orders are one resource, not a Bundle",
+    "bare-bundle-entries": "Bundle entries are the resources themselves, without `resource`",
+    "medication-prescribe": "the deprecated medication-prescribe hook (context.medications)",
+    "prefetch-in-context": "prefetch sits in context.prefetch, not at the top level",
+    "prefetch-batch-entries": "prefetch values are batch-response entries ({response, resource})",
+    "unreadable-prefetch-item": "a prefetch item that is not a FHIR resource was left out",
+    "unknown-fields": "fields CDS Hooks 2.0.1 does not define were ignored",
+    "stu3-resources": "FHIR STU3 resources, read as R4 where the fields the rules read agree",
+}
+"""Deviation -> what it means, in words (the README's client compatibility table lists them too)."""
+
+_REQUEST_FIELDS = frozenset(
+    {"hook", "hookInstance", "fhirServer", "fhirAuthorization", "context", "prefetch", "extension"}
+)
+_LEGACY_FIELDS = frozenset({"user", "userId", "patient"})
+_CONTEXT_FIELDS = frozenset(
+    {
+        "userId",
+        "patientId",
+        "encounterId",
+        "selections",
+        "draftOrders",
+        "medications",
+        "prefetch",
+        "extension",
+    }
+)
+_DSTU2_ONLY = frozenset({"MedicationOrder"})
+
+
+@dataclass(frozen=True)
+class Normalised:
+    body: dict[str, Any]
+    """The request in the CDS Hooks 2.0.1 shape of its hook (medication-prescribe: with draftOrders)."""
+    deviations: tuple[str, ...]
+
+
+def normalise(hook: Hook, body: Mapping[str, Any]) -> Normalised:
+    """``body`` (already checked against its hook's schema) in the 2.0.1 shape, and what was tolerated."""
+    found: list[str] = []
+    request = dict(body)
+    context = dict(request["context"])
+    request["context"] = context
+    if set(request) - _REQUEST_FIELDS - _LEGACY_FIELDS or set(context) - _CONTEXT_FIELDS:
+        found.append("unknown-fields")
+    _user(request, context, found)
+    _patient(request, context, found)
+    encounter = context.get("encounterId")
+    if isinstance(encounter, str) and encounter.startswith("Encounter/"):
+        context["encounterId"] = encounter.removeprefix("Encounter/")
+        found.append("typed-context-ids")
+    if hook == "medication-prescribe":
+        found.append("medication-prescribe")
+        context["draftOrders"] = _as_bundle(context.pop("medications"), found)
+        if "prefetch" in context:
+            found.append("prefetch-in-context")
+            request["prefetch"] = {**context.pop("prefetch"), **(request.get("prefetch") or {})}
+    else:
+        context["draftOrders"] = _as_bundle(context["draftOrders"], found)
+    context.pop("prefetch", None)
+    if isinstance(request.get("prefetch"), Mapping):
+        request["prefetch"] = _prefetch(request["prefetch"], found)
+    _refuse_dstu2(request)
+    if _stu3(request):
+        found.append("stu3-resources")
+    return Normalised(request, tuple(dict.fromkeys(found)))
+
+
+def _user(request: dict[str, Any], context: dict[str, Any], found: list[str]) -> None:
+    if isinstance(context.get("userId"), str):
+        return
+    legacy = request.get("user") or request.get("userId")
+    if isinstance(legacy, str) and legacy:
+        context["userId"] = legacy
+        found.append("user-at-top-level")
+    else:
+        context["userId"] = None
+        found.append("no-user")
+
+
+def _patient(request: dict[str, Any], context: dict[str, Any], found: list[str]) -> None:
+    legacy = request.get("patient")
+    given = context.get("patientId")
+    if isinstance(given, str) and given.startswith("Patient/"):
+        found.append("typed-context-ids")
+    if given is None:
+        if not isinstance(legacy, str) or not legacy:
+            raise SchemaViolation(
+                "context.patientId: 'patientId' is a required property", expression="context.patientId"
+            )
+        context["patientId"] = legacy
+        found.append("patient-at-top-level")
+    elif isinstance(legacy, str) and _bare(legacy) != _bare(given):
+        raise BadRequest(
+            "the top-level patient and context.patientId name different patients", expression="patient"
+        )
+
+
+def _bare(patient: str) -> str:
+    parsed = parse_reference(patient)
+    return parsed[1] if parsed is not None and parsed[0] == "Patient" else patient
+
+
+def _as_bundle(value: Any, found: list[str]) -> dict[str, Any]:
+    """Draft orders as a Bundle of ``{resource}`` entries, whatever shape they came in."""
+    if isinstance(value, list):
+        return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in value]}
+    if value.get("resourceType") != "Bundle":
+        found.append("draft-not-a-bundle")
+        return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": value}]}
+    return _wrapped_entries(value, found)
+
+
+def _wrapped_entries(bundle: Mapping[str, Any], found: list[str]) -> dict[str, Any]:
+    entries = bundle.get("entry")
+    if not isinstance(entries, list) or not any(_is_bare(e) for e in entries):
+        return dict(bundle)
+    found.append("bare-bundle-entries")
+    return {**bundle, "entry": [{"resource": e} if _is_bare(e) else e for e in entries]}
+
+
+def _is_bare(entry: Any) -> bool:
+    return (
+        isinstance(entry, Mapping) and "resource" not in entry and isinstance(entry.get("resourceType"), str)
+    )
+
+
+def _prefetch(prefetch: Mapping[str, Any], found: list[str]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in prefetch.items():
+        if isinstance(value, Mapping) and "resourceType" not in value and "response" in value:
+            found.append("prefetch-batch-entries")
+            value = value.get("resource")
+            if value is not None and not (
+                isinstance(value, Mapping) and isinstance(value.get("resourceType"), str)
+            ):
+                found.append("unreadable-prefetch-item")
+                continue  # not a resource: as if not sent (absent), never read as "no data"
+        if isinstance(value, Mapping) and value.get("resourceType") == "Bundle":
+            value = _wrapped_entries(value, found)
+        result[key] = value
+    return result
+
+
+def _resources(request: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    for entry in request["context"]["draftOrders"].get("entry", []):
+        if isinstance(entry, Mapping) and isinstance(entry.get("resource"), Mapping):
+            yield entry["resource"]
+    for value in (request.get("prefetch") or {}).values():
+        if not isinstance(value, Mapping):
+            continue
+        yield value
+        for entry in value.get("entry", []) if isinstance(value.get("entry"), list) else []:
+            if isinstance(entry, Mapping) and isinstance(entry.get("resource"), Mapping):
+                yield entry["resource"]
+
+
+def _refuse_dstu2(request: Mapping[str, Any]) -> None:
+    for resource in _resources(request):
+        if isinstance(resource.get("resourceType"), str) and resource["resourceType"] in _DSTU2_ONLY:
+            raise BadRequest(
+                f"the request carries a FHIR DSTU2 {resource['resourceType']}: this service reads FHIR R4 "
+                "(and STU3) MedicationRequest; set the CDS client or its FHIR server to R4",
+                expression="context.draftOrders",
+            )
+
+
+def _stu3(request: Mapping[str, Any]) -> bool:
+    """STU3 markers in the resources the rules read: statuses as plain strings, MedicationRequest.context."""
+    for resource in _resources(request):
+        kind = resource.get("resourceType")
+        if kind in ("Condition", "AllergyIntolerance") and isinstance(resource.get("clinicalStatus"), str):
+            return True
+        if kind == "MedicationRequest" and "context" in resource and "encounter" not in resource:
+            return True
+    return False
