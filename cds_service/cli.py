@@ -83,6 +83,33 @@ def evaluate(
 
 
 @main.command()
+@click.argument("request", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--service", "service_id", help="Service id; default: the one for the request's hook.")
+def lint(request: str, as_json: bool, service_id: str | None) -> None:
+    """Check one captured CDS Hooks request (or - for stdin): answered or refused, the deviations from
+    CDS Hooks 2.0.1 the service tolerates, prefetch keys not sent, resources that are not valid FHIR R4.
+
+    Exit status: 0 conforming; 1 refused (the service would answer 4xx); 2 answered, with deviations.
+    """
+    from cds_service.evaluate import read_request
+    from cds_service.knowledge.services import load_services
+    from cds_service.lint import lint as run
+    from cds_service.lint import render_json, render_text
+    from cds_service.resources import default_rules_dir
+
+    services = load_services(_settings().rules_dir or default_rules_dir())
+    if service_id is not None and service_id not in services:
+        raise click.UsageError(f"no service {service_id!r}; the services are " + ", ".join(services))
+    try:
+        report = run(read_request(request), services, service_id)
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(render_json(report) if as_json else render_text(report))
+    raise SystemExit(0 if report.conforming else 1 if report.refused is not None else 2)
+
+
+@main.command()
 @click.option(
     "--from", "start", type=click.DateTime(formats=["%Y-%m-%d"]), help="First day (UTC), default 30 days ago."
 )

@@ -12,6 +12,7 @@ The body is never modified in place: what changes is copied.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,18 +22,19 @@ from cds_service.errors import BadRequest, SchemaViolation
 from cds_service.fhir import parse_reference
 
 DEVIATIONS = {
-    "user-at-top-level": "the user is at the top level (`user` or `userId`), not in context.userId",
+    "user-at-top-level": "the user is given at the top level (`user` or `userId`, a pre-1.0 shape)",
     "no-user": "no user is given (the audit trail records the user as absent)",
-    "patient-at-top-level": "the patient is at the top level (`patient`), not in context.patientId",
+    "patient-at-top-level": "the patient is given at the top level (`patient`, a pre-1.0 shape)",
     "typed-context-ids": "context ids carry a resource type (`Patient/…`, `Encounter/…`)",
     "draft-not-a-bundle": "the draft orders are one resource, not a Bundle",
     "bare-bundle-entries": "Bundle entries are the resources themselves, without `resource`",
     "medication-prescribe": "the deprecated medication-prescribe hook (context.medications)",
     "prefetch-in-context": "prefetch sits in context.prefetch, not at the top level",
     "prefetch-batch-entries": "prefetch values are batch-response entries ({response, resource})",
-    "unreadable-prefetch-item": "a prefetch item that is not a FHIR resource was left out",
+    "unreadable-prefetch-item": "a prefetch batch entry without a FHIR resource, read as a failed query",
     "unknown-fields": "fields CDS Hooks 2.0.1 does not define were ignored",
     "stu3-resources": "FHIR STU3 resources, read as R4 where the fields the rules read agree",
+    "long-resource-ids": "resource ids longer than FHIR's 64 characters (Epic's draft orders), kept as sent",
 }
 """Deviation -> what it means, in words (the README's client compatibility table lists them too)."""
 
@@ -53,6 +55,8 @@ _CONTEXT_FIELDS = frozenset(
     }
 )
 _DSTU2_ONLY = frozenset({"MedicationOrder"})
+_FHIR_ID_LENGTH = 64
+_STATUS = re.compile(r"\d{3}\b")
 
 
 @dataclass(frozen=True)
@@ -90,16 +94,20 @@ def normalise(hook: Hook, body: Mapping[str, Any]) -> Normalised:
     _refuse_dstu2(request)
     if _stu3(request):
         found.append("stu3-resources")
+    if any(len(str(r.get("id", ""))) > _FHIR_ID_LENGTH for r in _resources(request)):
+        found.append("long-resource-ids")
     return Normalised(request, tuple(dict.fromkeys(found)))
 
 
 def _user(request: dict[str, Any], context: dict[str, Any], found: list[str]) -> None:
+    """The user: context.userId; else the pre-1.0 top-level ``user``/``userId``; else recorded as absent."""
+    if "user" in request or "userId" in request:
+        found.append("user-at-top-level")
     if isinstance(context.get("userId"), str):
         return
     legacy = request.get("user") or request.get("userId")
     if isinstance(legacy, str) and legacy:
         context["userId"] = legacy
-        found.append("user-at-top-level")
     else:
         context["userId"] = None
         found.append("no-user")
@@ -108,6 +116,8 @@ def _user(request: dict[str, Any], context: dict[str, Any], found: list[str]) ->
 def _patient(request: dict[str, Any], context: dict[str, Any], found: list[str]) -> None:
     legacy = request.get("patient")
     given = context.get("patientId")
+    if "patient" in request:
+        found.append("patient-at-top-level")
     if isinstance(given, str) and given.startswith("Patient/"):
         found.append("typed-context-ids")
     if given is None:
@@ -116,7 +126,6 @@ def _patient(request: dict[str, Any], context: dict[str, Any], found: list[str])
                 "context.patientId: 'patientId' is a required property", expression="context.patientId"
             )
         context["patientId"] = legacy
-        found.append("patient-at-top-level")
     elif isinstance(legacy, str) and _bare(legacy) != _bare(given):
         raise BadRequest(
             "the top-level patient and context.patientId name different patients", expression="patient"
@@ -157,16 +166,30 @@ def _prefetch(prefetch: Mapping[str, Any], found: list[str]) -> dict[str, Any]:
     for key, value in prefetch.items():
         if isinstance(value, Mapping) and "resourceType" not in value and "response" in value:
             found.append("prefetch-batch-entries")
-            value = value.get("resource")
-            if value is not None and not (
-                isinstance(value, Mapping) and isinstance(value.get("resourceType"), str)
-            ):
-                found.append("unreadable-prefetch-item")
-                continue  # not a resource: as if not sent (absent), never read as "no data"
+            value = _batch_entry(value, found)
         if isinstance(value, Mapping) and value.get("resourceType") == "Bundle":
             value = _wrapped_entries(value, found)
         result[key] = value
     return result
+
+
+def _batch_entry(entry: Mapping[str, Any], found: list[str]) -> Any:
+    """A batch-response entry's resource; an entry without a readable one is a query that failed (its data
+    is unavailable, said on a card), never "no data"."""
+    resource = entry.get("resource")
+    if isinstance(resource, Mapping) and isinstance(resource.get("resourceType"), str):
+        return resource
+    response = entry.get("response")
+    # only the status code is kept: the rest is client text, and this one goes onto a card
+    status = _STATUS.match(str(response.get("status", ""))) if isinstance(response, Mapping) else None
+    if resource is None and status is not None and status.group().startswith("2"):
+        return None
+    found.append("unreadable-prefetch-item")
+    failure = f"query failed with status {status.group()}" if status else "query result unreadable"
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "processing", "diagnostics": failure}],
+    }
 
 
 def _resources(request: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:

@@ -32,6 +32,7 @@ from fhir_fixtures.catalogue import (  # noqa: E402
 )
 from fhir_fixtures.requests import hook_request, naltrexone_order, sandbox_hook_bodies, searchset  # noqa: E402
 from fhir_fixtures.scenarios_cards import build_cards  # noqa: E402
+from fhir_fixtures.scenarios_clients import build_clients  # noqa: E402
 from fhir_fixtures.scenarios_reading import build_reading  # noqa: E402
 
 
@@ -916,6 +917,7 @@ def write(target: Path = ROOT) -> list[Path]:
     build()
     build_reading()
     build_cards()
+    build_clients()
     names = [s["name"] for s in SCENARIOS]
     if len(set(names)) != len(names):
         raise SystemExit("scenario names must be unique")

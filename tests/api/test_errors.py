@@ -11,7 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from cds_service import create_app
-from fhir_fixtures.requests import hook_request, naltrexone_order, service_path
+from fhir_fixtures.requests import hook_request, service_path
 from tests.support import assert_operation_outcome, open_settings
 
 SELECT = service_path("order-select")
@@ -207,11 +207,6 @@ def test_selection_naming_no_draft_order_is_400(client: FlaskClient) -> None:
         client.post(SELECT, json=body), 400, "names no resource in context.draftOrders"
     )
     assert outcome["issue"][0]["expression"] == ["context.selections[0]"]
-
-
-def test_draft_order_for_another_patient_is_400(client: FlaskClient) -> None:
-    body = hook_request(drafts=[naltrexone_order(patient_id="someone-else")])
-    assert_operation_outcome(client.post(SELECT, json=body), 400, "different patient")
 
 
 def test_prefetch_bundle_entry_without_resource_type_is_400(client: FlaskClient) -> None:

@@ -660,6 +660,22 @@ CASES = [
         c.administration(c.VIVITROL, given=-40),
         absent=("duplicate-therapy",),
     ),
+    # --- patient-mismatch ---------------------------------------------------------------------
+    _case(
+        "the order names another patient than the chart",
+        *READY,
+        order=naltrexone_order(patient_id="someone-else"),
+        fires={"patient-mismatch": "critical"},
+    ),
+    _case(
+        "near miss: the order names the chart's patient by its full URL",
+        *READY,
+        order={
+            **naltrexone_order(),
+            "subject": {"reference": "https://ehr.example.org/fhir/Patient/pat-tests-1"},
+        },
+        absent=("patient-mismatch",),
+    ),
     # --- xr-dose / dose-unrecognized -----------------------------------------------------------
     _case(
         "extended-release 190 mg",

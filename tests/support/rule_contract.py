@@ -43,4 +43,6 @@ ADDITIONS = {
     "planned-procedure": {"warning", "info"},
     # a second naltrexone product on top of one in use (an oral order while an injection still blocks)
     "duplicate-therapy": {"warning"},
+    # issue 15: an order naming another patient than the chart is answered, not refused
+    "patient-mismatch": {"critical"},
 }
