@@ -142,6 +142,8 @@ def _launch(spec: ServerSpec, log_dir: Path, env: dict[str, str] | None) -> Runn
     log_path = log_dir / f"{spec.name}.log"
     log = log_path.open("wb")
     environment = {k: v for k, v in os.environ.items() if not k.startswith("NALTREXONE_CDS_")}
+    # metrics are recorded as in production, and served on a port of this server's own
+    environment["NALTREXONE_CDS_METRICS_PORT"] = str(free_port())
     environment.update(env or {})
     environment.update(dict(spec.env))
     root = spec.root or ROOT

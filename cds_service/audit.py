@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from cds_service import metrics
 from cds_service.cdshooks import Card, Hook
 from cds_service.logs import log_fields
 from cds_service.store import Issuance, IssuedCard, Store, StoreError
@@ -74,6 +75,7 @@ class CardAudit:
             with self._gaps.get_lock():
                 self._gaps.value += 1
                 gaps = self._gaps.value
+            metrics.count_audit_failure(len(issued))
             log.error(
                 "audit gap: cards were returned but could not be recorded",
                 extra=log_fields(error=type(error).__name__, cards=len(issued), audit_gaps=gaps),

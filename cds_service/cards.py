@@ -16,6 +16,7 @@ the rule's page, linked from the card.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ OVERRIDE_SYSTEM = f"{PROJECT}/CodeSystem/override-reason"
 _SEVERITY = {indicator: rank for rank, indicator in enumerate(INDICATORS)}
 _SUMMARY_LIMIT = 139
 MAX_FACT_LINES = 3
+MAX_ECHOED = 200
+"""Characters of one name, text or value from the record that a card repeats."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ class _Placeholders(Mapping[str, str]):
         self._facts, self._order, self._escape = facts, order, escape
 
     def __getitem__(self, name: str) -> str:
-        value = self._facts.placeholder(name, self._order)
+        value = shown(self._facts.placeholder(name, self._order))
         return markdown_safe(value) if self._escape else value
 
     def __iter__(self) -> Iterator[str]:
@@ -157,15 +160,30 @@ def _detail(rule: Rule, variant: Variant, orders: Sequence[OrderFacts], ctx: Car
     facts = facts if len(orders) > 1 else []
     facts += [line for name in rule.evidence for line in ctx.facts.evidence(name, orders[0])]
     if facts:
-        shown = [f"- {markdown_safe(line)}" for line in facts[:MAX_FACT_LINES]]
+        lines = [f"- {markdown_safe(shown(line, MAX_ECHOED * 2))}" for line in facts[:MAX_FACT_LINES]]
         if len(facts) > MAX_FACT_LINES:
-            shown.append(f"- and {len(facts) - MAX_FACT_LINES} more in the record")
-        parts.append("**Patient:**\n" + "\n".join(shown))
+            lines.append(f"- and {len(facts) - MAX_FACT_LINES} more in the record")
+        parts.append("**Patient:**\n" + "\n".join(lines))
     parts.append(f"**Do:** {variant.advice.format_map(values)}")
     return "\n\n".join(parts)
 
 
 _MARKDOWN_SPECIALS = str.maketrans({c: f"\\{c}" for c in "\\`*_[]<>|#"} | {"\n": " ", "\r": " "})
+
+
+# Control characters break lines and terminals; direction overrides and invisible characters can make a
+# card read differently from what it says (U+202E turns "gm 05" into "50 mg").
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ud800-\udfff]")
+
+
+def shown(text: str, limit: int = MAX_ECHOED) -> str:
+    """Text from the record as a card shows it: without control, invisible or direction-changing
+    characters, on one line, and at most ``limit`` characters (cut at a word and marked as cut)."""
+    cleaned = " ".join(_INVISIBLE.sub("", _CONTROL.sub(" ", text)).split())
+    if len(cleaned) <= limit:
+        return cleaned
+    return cleaned[: limit - 7].rsplit(" ", 1)[0] + " […cut]"
 
 
 def markdown_safe(text: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from cds_service.logs import configure as configure_logging
-from cds_service.settings import Settings, SettingsError
+from cds_service.settings import MAX_RETENTION_DAYS, Settings, SettingsError
 
 
 @click.group()
@@ -92,21 +92,96 @@ def lint(request: str, as_json: bool, service_id: str | None) -> None:
 
     Exit status: 0 conforming; 1 refused (the service would answer 4xx); 2 answered, with deviations.
     """
-    from cds_service.evaluate import read_request
-    from cds_service.knowledge.services import load_services
-    from cds_service.lint import lint as run
-    from cds_service.lint import render_json, render_text
-    from cds_service.resources import default_rules_dir
+    from zoneinfo import ZoneInfo
 
-    services = load_services(_settings().rules_dir or default_rules_dir())
-    if service_id is not None and service_id not in services:
-        raise click.UsageError(f"no service {service_id!r}; the services are " + ", ".join(services))
+    from cds_service.clock import Calendar, utc_now
+    from cds_service.evaluate import read_request
+    from cds_service.lint import NothingFetched, render_json, render_text
+    from cds_service.lint import lint as run
+    from cds_service.pipeline import Pipeline
+
+    settings = _settings()
+    calendar = Calendar(ZoneInfo(settings.timezone), utc_now)
+    pipeline = Pipeline.from_settings(settings, calendar=calendar, fetcher=NothingFetched())
+    if service_id is not None and service_id not in pipeline.services:
+        raise click.UsageError(f"no service {service_id!r}; the services are " + ", ".join(pipeline.services))
     try:
-        report = run(read_request(request), services, service_id)
+        report = run(read_request(request), pipeline, service_id)
     except OSError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(render_json(report) if as_json else render_text(report))
     raise SystemExit(0 if report.conforming else 1 if report.refused is not None else 2)
+
+
+@main.command()
+@click.argument("url")
+@click.option(
+    "--private-key", type=click.Path(dir_okay=False, path_type=Path), help="PEM key to sign tokens."
+)
+@click.option("--issuer", help="The iss of the signed tokens (with --private-key).")
+@click.option("--kid", help="Key id in the token header; default: the key's RFC 7638 thumbprint.")
+@click.option("--alg", type=click.Choice(["ES384", "RS384"]), help="Default: from the key type.")
+@click.option("--tenant", help="A tenant claim, for an issuer with a tenant allowlist.")
+@click.option("--token-command", help="Shell command printing one token for $NALTREXONE_CDS_CHECK_AUD.")
+@click.option("--demo", is_flag=True, help="Tokens from the bundled demo client (loopback demo instances).")
+@click.option("--allow-unauthenticated", is_flag=True, help="Authentication off is not a failure.")
+@click.option("--origin", default="https://sandbox.cds-hooks.org", show_default=True, help="CORS origin.")
+@click.option("--timezone", default="UTC", show_default=True, help="The instance's NALTREXONE_CDS_TIMEZONE.")
+@click.option("--only", type=click.Choice(["protocol", "scenarios"]), help="Run only these checks.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds per request.")
+def check(
+    url: str,
+    private_key: Path | None,
+    issuer: str | None,
+    kid: str | None,
+    alg: str | None,
+    tenant: str | None,
+    token_command: str | None,
+    demo: bool,
+    allow_unauthenticated: bool,
+    origin: str,
+    timezone: str,
+    only: Any,
+    as_json: bool,
+    timeout: float,
+) -> None:
+    """Check a deployed instance at URL: the protocol (health, discovery, CORS, 401s, error shapes,
+    feedback) and every fixture scenario's cards and card contract; a fresh JWT per call.
+
+    Exit status: 0 all checks pass; 1 any fails; 2 usage error, token command failed or URL unreachable.
+    """
+    from cds_service.check import TokenError, Unreachable, UsageProblem, render_json, render_table, run_checks
+    from cds_service.check import token_source as tokens_from
+
+    try:
+        tokens = tokens_from(
+            demo=demo,
+            private_key=private_key,
+            issuer=issuer,
+            kid=kid,
+            algorithm=alg,
+            tenant=tenant,
+            token_command=token_command,
+            allow_unauthenticated=allow_unauthenticated,
+            timeout=timeout,
+        )
+        report = run_checks(
+            url,
+            tokens,
+            only=only,
+            origin=origin,
+            allow_unauthenticated=allow_unauthenticated,
+            timeout=timeout,
+            timezone=timezone,
+        )
+    except UsageProblem as problem:
+        raise click.UsageError(str(problem)) from None
+    except (Unreachable, TokenError) as error:
+        click.echo(f"Error: {error}", err=True)
+        raise SystemExit(2) from None
+    click.echo(render_json(report) if as_json else render_table(report))
+    raise SystemExit(0 if report.ok else 1)
 
 
 @main.command()
@@ -149,6 +224,63 @@ def migrate() -> None:
     except (StoreError, ValueError) as exc:
         raise click.ClickException(f"the audit database could not be migrated: {exc}") from None
     click.echo("the audit database schema is up to date")
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@click.option(
+    "--older-than-days",
+    type=click.IntRange(1, MAX_RETENTION_DAYS),
+    help="Delete cards without feedback issued more than N days ago "
+    "[default: env NALTREXONE_CDS_AUDIT_RETENTION_DAYS, 90].",
+)
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
+def prune(dry_run: bool, older_than_days: int | None, as_json: bool) -> None:
+    """Delete what the audit trail no longer keeps: cards without feedback older than the audit period,
+    feedback and its cards older than the feedback period, expired JWT ids. Safe while the service runs
+    (short batches); schedule it daily. See docs/audit-retention.md."""
+    import json
+    import time as clock
+
+    from cds_service.audit import open_store
+    from cds_service.store import StoreError
+
+    settings = _settings()
+    days = older_than_days or settings.audit_retention_days
+    started = clock.monotonic()
+    try:
+        result = open_store(settings.database_url, settings.audit_secret).prune(
+            audit_retention=timedelta(days=days),
+            feedback_retention=timedelta(days=settings.feedback_retention_days),
+            dry_run=dry_run,
+        )
+    except (StoreError, ValueError) as exc:
+        raise click.ClickException(f"the audit database could not be pruned: {exc}") from None
+    seconds = round(clock.monotonic() - started, 3)
+
+    def stamp(instant: datetime) -> str:
+        return instant.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+    if as_json:
+        document = {
+            "dry_run": result.dry_run,
+            "rows": result.counts(),
+            "cards_without_feedback_issued_before": stamp(result.issued_before),
+            "cards_with_feedback_last_received_before": stamp(result.feedback_before),
+            "jwt_ids_expired_at": stamp(result.expired_at),
+            "batches": result.batches,
+            "seconds": seconds,
+        }
+        click.echo(json.dumps(document, indent=2))
+        return
+    heading = "would delete (dry run: nothing deleted)" if dry_run else f"deleted in {result.batches} batches"
+    click.echo(f"{heading}, {seconds} s:")
+    for table, count in result.counts().items():
+        click.echo(f"  {table:<18} {count:>10}")
+    click.echo(
+        f"kept: cards issued since {stamp(result.issued_before)}, cards with feedback received since "
+        f"{stamp(result.feedback_before)}, JWT ids not yet expired"
+    )
 
 
 @main.command("demo-token")

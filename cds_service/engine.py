@@ -8,7 +8,9 @@ the project's design notes). This module is the only place that touches it, and 
 * gives every evaluation its own session id and deletes that state in ``finally`` (at most 1,024
   live sessions per ruleset); deleting a session on which no action ever ran frees uninitialised
   pointers, so when no rule matched, an "init" fact matched by a no-op rule is asserted first (when a
-  rule did match, its action already ran: the init fact's own action round trip is saved);
+  rule did match, its action already ran: the init fact's own action round trip is saved); should
+  even that fail, the session is left and counted in ``abandoned_sessions`` (the server then replaces
+  the worker process);
 * asserts facts one at a time and ignores "not handled" per fact (a batch hides matches);
 * keeps every condition on a single fact whose absences were computed in Python (negation in the
   engine depends on assertion order).
@@ -57,6 +59,8 @@ class RuleEngineError(RuntimeError):
 class RuleEngine:
     def __init__(self, rulebook: RuleBook) -> None:
         self._sessions: dict[str, list[Match]] = {}
+        self.abandoned_sessions = 0
+        """Sessions that could not be closed (a fault inside durable-rules): they stay in this process."""
         definition: dict[str, Any] = {
             _INIT: {"all": [{"m": {"t": _INIT}}], "pri": -1_000_000, "run": _ignore},
         }
@@ -93,9 +97,19 @@ class RuleEngine:
             raise RuleEngineError("two facts of one request share an id") from exc
         finally:
             self._sessions.pop(sid, None)
-            if not matches:  # no action has run on this session: make one run before deleting it
+            self._close(sid, action_ran=bool(matches))
+
+    def _close(self, sid: str, *, action_ran: bool) -> None:
+        if not action_ran:  # no action has run on this session: make one run before deleting it
+            try:
                 self._assert({"id": _INIT, "sid": sid, "t": _INIT})
-            self._host.delete_state(RULESET, sid)
+            except BaseException:
+                # Deleting it now could free uninitialised pointers (a crash). Left behind, it keeps about
+                # 0.6 MB, and the 1,024th left in one process crashes it: counted here, so that the
+                # server replaces the worker after this request (server.py).
+                self.abandoned_sessions += 1
+                raise
+        self._host.delete_state(RULESET, sid)
 
     def _assert(self, fact: Mapping[str, Any]) -> None:
         with contextlib.suppress(durable.MessageNotHandledException):  # no rule matched this fact

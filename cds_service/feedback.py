@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, cast
 
-from cds_service import contract
+from cds_service import contract, metrics
 from cds_service.errors import BadRequest, NotFound, SchemaViolation, ServiceUnavailable
 from cds_service.knowledge.services import ServiceDefinition
 from cds_service.store import (
@@ -42,6 +42,9 @@ def receive_feedback(store: Store, service: ServiceDefinition, body: Any) -> dic
         raise NotFound(str(rejected)) from None
     except FeedbackRejected as rejected:
         raise BadRequest(str(rejected)) from None
+    for item, outcome in zip(items, result.outcomes, strict=True):
+        if outcome == "recorded":
+            metrics.count_feedback(service.id, item.outcome)
     return {"recorded": result.recorded, "duplicates": result.duplicates}
 
 

@@ -97,12 +97,18 @@ def number(value: Any) -> float | None:
             return None
     if not isinstance(value, (int, float)):
         return None
-    result = float(value)
+    try:
+        result = float(value)
+    except OverflowError:  # an integer beyond any float (10**400): no reading, not infinity
+        return None
     return result if math.isfinite(result) else None
 
 
 def whole_number(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A FHIR ``integer``: 32-bit signed; anything past it is not a reading (10**400 refills is no count)."""
+    if isinstance(value, int) and not isinstance(value, bool) and -(2**31) <= value < 2**31:
+        return value
+    return None
 
 
 def parse_day(value: Any, *, end: bool = False) -> date | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import json
 import logging
 import os
 import threading
@@ -27,6 +28,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from cds_service import metrics
 from cds_service.gather import FetchResult
 from cds_service.knowledge.services import PrefetchTemplate
 from cds_service.logs import log_fields
@@ -39,7 +41,12 @@ _ACCEPT = "application/fhir+json, application/json;q=0.9"
 
 
 class _Failed(Exception):
-    """A query did not produce usable data; the message says why (no URL, no token)."""
+    """A query did not produce usable data; the message says why (no URL, no token), ``outcome`` names
+    the kind of failure for the metrics."""
+
+    def __init__(self, message: str, outcome: str) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,9 @@ class FetchPolicy:
     budget_seconds: float = 0.3
     max_pages: int = 10
     max_medication_reads: int = 50
+    max_page_bytes: int = 8 * 1024 * 1024
+    """Largest response read (decoded); a larger one is unreadable. Parsing JSON holds the GIL (about
+    25 ms per MiB here), so this also bounds how long one page can hold up the answer."""
     allowed_servers: tuple[str, ...] = ()
     """Base URLs a request's fhirServer must lie within; empty = any (see also the per-issuer
     ``fhir_servers`` of the trusted-issuers file)."""
@@ -140,14 +150,17 @@ class FetchSession:
             if not future.done():
                 future.cancel()
                 results[key] = FetchResult(failure=f"no answer within the {self._budget_ms()} ms budget")
+                metrics.count_fhir_query("timeout")
                 continue
             error = future.exception()
             if error is None:
                 results[key] = FetchResult(resource=future.result())
+                metrics.count_fhir_query("ok")
             else:
                 results[key] = FetchResult(
                     failure=str(error) if isinstance(error, _Failed) else "request failed"
                 )
+                metrics.count_fhir_query(error.outcome if isinstance(error, _Failed) else "error")
         failures = {key: result.failure for key, result in results.items() if result.failure}
         log.info(
             "fhir fetch",
@@ -166,32 +179,56 @@ class FetchSession:
     def _remaining(self) -> float:
         remaining = self._deadline - time.monotonic()
         if remaining <= 0:
-            raise _Failed(f"no answer within the {self._budget_ms()} ms budget")
+            raise _Failed(f"no answer within the {self._budget_ms()} ms budget", "timeout")
         return remaining
 
     def _get(self, url: str) -> Mapping[str, Any]:
         if _origin(url) != self._origin:
-            raise _Failed("a page link points outside fhirServer; not followed with the access token")
+            raise _Failed(
+                "a page link points outside fhirServer; not followed with the access token", "foreign_link"
+            )
         try:
-            response = self._client.get(url, headers=self._headers, timeout=self._remaining())
+            with self._client.stream(
+                "GET", url, headers=self._headers, timeout=self._remaining()
+            ) as response:
+                if response.status_code in (401, 403):
+                    raise _Failed(f"access denied (HTTP {response.status_code})", "denied")
+                if response.status_code != 200:
+                    raise _Failed(f"HTTP {response.status_code}", "http_error")
+                body = self._body(response)
         except httpx.TimeoutException:
-            raise _Failed(f"no answer within the {self._budget_ms()} ms budget") from None
+            raise _Failed(f"no answer within the {self._budget_ms()} ms budget", "timeout") from None
         except httpx.HTTPError:
-            raise _Failed("could not connect") from None
-        if response.status_code in (401, 403):
-            raise _Failed(f"access denied (HTTP {response.status_code})")
-        if response.status_code != 200:
-            raise _Failed(f"HTTP {response.status_code}")
+            raise _Failed("could not connect", "unreachable") from None
+        self._remaining()  # a page complete only after the deadline is not parsed: parsing holds the GIL
         try:
-            resource = response.json()
+            resource = json.loads(body)
         except ValueError:
-            raise _Failed("the response is not JSON") from None
+            raise _Failed("the response is not JSON", "unreadable") from None
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-            raise _Failed("the response is not a FHIR resource")
+            raise _Failed("the response is not a FHIR resource", "unreadable")
         if resource["resourceType"] == "OperationOutcome":
-            raise _Failed("the server answered with an OperationOutcome")
+            raise _Failed("the server answered with an OperationOutcome", "operation_outcome")
         result: Mapping[str, Any] = resource
         return result
+
+    def _body(self, response: httpx.Response) -> bytes:
+        """The body, read only while the budget lasts and up to ``max_page_bytes``: a page that trickles
+        in or never ends must not keep this pool thread (and its connection) after the answer is sent."""
+        limit = self._policy.max_page_bytes
+        too_large = f"a page larger than {limit // 2**20} MiB"
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _Failed(too_large, "unreadable")
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():  # decoded: a compressed page counts at its real size
+            size += len(chunk)
+            if size > limit:
+                raise _Failed(too_large, "unreadable")
+            self._remaining()
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _read(self, path: str) -> Mapping[str, Any]:
         return self._get(urljoin(self._base, path))
@@ -210,16 +247,16 @@ class FetchSession:
             entries.extend(_entries(page))
         else:
             if _next_link(page) is not None:
-                raise _Failed(f"more than {self._policy.max_pages} pages")
+                raise _Failed(f"more than {self._policy.max_pages} pages", "too_many_pages")
         return {"resourceType": "Bundle", "type": "searchset", "entry": entries}
 
 
 def _entries(bundle: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
     if bundle.get("resourceType") != "Bundle":
-        raise _Failed("a page is not a Bundle")
+        raise _Failed("a page is not a Bundle", "unreadable")
     entries = bundle.get("entry", [])
     if not isinstance(entries, list):
-        raise _Failed("a page's entries are not a list")
+        raise _Failed("a page's entries are not a list", "unreadable")
     return entries
 
 

@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from cds_service import metrics
 from cds_service.errors import BadRequest, PreconditionFailed
 from cds_service.fhir import MEDICATION_HISTORY_TYPES, referenced_id
 from cds_service.knowledge.services import DataDomain, PrefetchTemplate, ServiceDefinition
@@ -187,10 +188,13 @@ def _refusal(
         return None
     if not fetcher.allows(request):
         reason = "the EHR's FHIR server is not on this service's allowlist"
+        reason_code = "not_on_allowlist"
     elif fhir_servers is not None and not within_any(server, fhir_servers):
         reason = "the EHR's FHIR server is not one configured for the calling system"
+        reason_code = "not_the_callers"
     else:
         return None
+    metrics.count_fhir_refusal(reason_code)
     log.warning("fhirServer refused", extra=log_fields(reason=reason, fhir_host=urlsplit(server).hostname))
     return reason
 
@@ -308,8 +312,11 @@ def _search_failure(bundle: Mapping[str, Any]) -> str | None:
     for entry in bundle.get("entry", []):
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
-            severities = {i.get("severity") for i in resource.get("issue", []) if isinstance(i, dict)}
-            if severities & {"error", "fatal"}:
+            issues = [i for i in resource.get("issue", []) if isinstance(i, dict)]
+            severities = {i.get("severity") for i in issues}
+            codes = {i.get("code") for i in issues}
+            # a search cut short (even as a mere warning) did not return everything asked for
+            if severities & {"error", "fatal"} or codes & _RESULTS_CUT_SHORT:
                 return _outcome_text(resource)
     return None
 
@@ -331,6 +338,9 @@ def _outcome_text(outcome: Mapping[str, Any]) -> str:
     joined = "; ".join(texts) or "no details given"
     return joined if len(joined) <= _MAX_PROBLEM_TEXT else joined[: _MAX_PROBLEM_TEXT - 1] + "…"
 
+
+_RESULTS_CUT_SHORT = frozenset({"incomplete", "too-costly", "throttled", "timeout"})
+"""OperationOutcome issue codes (FHIR R4 IssueType) saying the results are not all there."""
 
 _UNAVAILABLE = frozenset({KeyOutcome.REPORTED_ERROR, KeyOutcome.FETCH_FAILED, KeyOutcome.REFUSED})
 

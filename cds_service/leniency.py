@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from cds_service.cdshooks import Hook
 from cds_service.errors import BadRequest, SchemaViolation
@@ -30,6 +30,10 @@ DEVIATIONS = {
     "bare-bundle-entries": "Bundle entries are the resources themselves, without `resource`",
     "medication-prescribe": "the deprecated medication-prescribe hook (context.medications)",
     "prefetch-in-context": "prefetch sits in context.prefetch, not at the top level",
+    "nested-bundles": "a Bundle entry is itself a Bundle (or a batch-response), read entry by entry",
+    "bundle-without-type": "a Bundle has no `type` (required by FHIR R4)",
+    "untyped-selections": "selections give a bare id, without `MedicationRequest/`",
+    "hook-instance-not-uuid": "hookInstance is not a UUID",
     "prefetch-batch-entries": "prefetch values are batch-response entries ({response, resource})",
     "unreadable-prefetch-item": "a prefetch batch entry without a FHIR resource, read as a failed query",
     "unknown-fields": "fields CDS Hooks 2.0.1 does not define were ignored",
@@ -57,6 +61,9 @@ _CONTEXT_FIELDS = frozenset(
 _DSTU2_ONLY = frozenset({"MedicationOrder"})
 _FHIR_ID_LENGTH = 64
 _STATUS = re.compile(r"\d{3}\b")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_MAX_NESTING = 4
+"""Bundles inside Bundles read this deep; deeper ones are left as they are (and read as no data)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,8 @@ def normalise(hook: Hook, body: Mapping[str, Any]) -> Normalised:
         found.append("unknown-fields")
     _user(request, context, found)
     _patient(request, context, found)
+    if not _UUID.fullmatch(str(request.get("hookInstance", ""))):
+        found.append("hook-instance-not-uuid")
     encounter = context.get("encounterId")
     if isinstance(encounter, str) and encounter.startswith("Encounter/"):
         context["encounterId"] = encounter.removeprefix("Encounter/")
@@ -83,12 +92,15 @@ def normalise(hook: Hook, body: Mapping[str, Any]) -> Normalised:
     if hook == "medication-prescribe":
         found.append("medication-prescribe")
         context["draftOrders"] = _as_bundle(context.pop("medications"), found)
-        if "prefetch" in context:
-            found.append("prefetch-in-context")
-            request["prefetch"] = {**context.pop("prefetch"), **(request.get("prefetch") or {})}
     else:
         context["draftOrders"] = _as_bundle(context["draftOrders"], found)
+    if isinstance(context.get("prefetch"), Mapping):
+        found.append("prefetch-in-context")
+        # where a key is in both places, the top-level (2.0.1) one is the answer
+        request["prefetch"] = {**context["prefetch"], **(request.get("prefetch") or {})}
     context.pop("prefetch", None)
+    if any(isinstance(s, str) and "/" not in s for s in context.get("selections") or ()):
+        found.append("untyped-selections")
     if isinstance(request.get("prefetch"), Mapping):
         request["prefetch"] = _prefetch(request["prefetch"], found)
     _refuse_dstu2(request)
@@ -118,7 +130,7 @@ def _patient(request: dict[str, Any], context: dict[str, Any], found: list[str])
     given = context.get("patientId")
     if "patient" in request:
         found.append("patient-at-top-level")
-    if isinstance(given, str) and given.startswith("Patient/"):
+    if isinstance(given, str) and "/" in given:
         found.append("typed-context-ids")
     if given is None:
         if not isinstance(legacy, str) or not legacy:
@@ -140,19 +152,46 @@ def _bare(patient: str) -> str:
 def _as_bundle(value: Any, found: list[str]) -> dict[str, Any]:
     """Draft orders as a Bundle of ``{resource}`` entries, whatever shape they came in."""
     if isinstance(value, list):
-        return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in value]}
+        bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in value]}
+        return _readable_entries(bundle, found)
     if value.get("resourceType") != "Bundle":
         found.append("draft-not-a-bundle")
         return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": value}]}
-    return _wrapped_entries(value, found)
+    if "type" not in value:
+        found.append("bundle-without-type")
+    return _readable_entries(value, found)
 
 
-def _wrapped_entries(bundle: Mapping[str, Any], found: list[str]) -> dict[str, Any]:
+def _readable_entries(bundle: Mapping[str, Any], found: list[str], depth: int = 0) -> dict[str, Any]:
+    """``bundle`` with every entry ``{resource}``: bare resources wrapped, the entries of a Bundle inside
+    an entry (or of a batch-response) read in its place, a batch entry that failed turned into an error
+    outcome entry (the search did not run as asked: its data is unavailable, said on a card)."""
     entries = bundle.get("entry")
-    if not isinstance(entries, list) or not any(_is_bare(e) for e in entries):
+    if not isinstance(entries, list):
         return dict(bundle)
-    found.append("bare-bundle-entries")
-    return {**bundle, "entry": [{"resource": e} if _is_bare(e) else e for e in entries]}
+    if bundle.get("type") == "batch-response":
+        found.append("nested-bundles")
+    readable: list[Any] = []
+    for entry in entries:
+        if _is_bare(entry):
+            found.append("bare-bundle-entries")
+            entry = {"resource": entry}
+        resource = entry.get("resource") if isinstance(entry, Mapping) else None
+        if isinstance(entry, Mapping) and "response" in entry and not _is_resource(resource):
+            failed = _batch_entry(entry, found)
+            if failed is not None:
+                readable.append({"resource": failed, "search": {"mode": "outcome"}})
+            continue
+        if _is_resource(resource) and resource["resourceType"] == "Bundle" and depth < _MAX_NESTING:
+            found.append("nested-bundles")
+            readable.extend(_readable_entries(resource, found, depth + 1).get("entry") or [])
+            continue
+        readable.append(entry)
+    return {**bundle, "entry": readable}
+
+
+def _is_resource(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    return isinstance(value, Mapping) and isinstance(value.get("resourceType"), str)
 
 
 def _is_bare(entry: Any) -> bool:
@@ -164,11 +203,11 @@ def _is_bare(entry: Any) -> bool:
 def _prefetch(prefetch: Mapping[str, Any], found: list[str]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in prefetch.items():
-        if isinstance(value, Mapping) and "resourceType" not in value and "response" in value:
+        if isinstance(value, Mapping) and "response" in value and not _is_resource(value):
             found.append("prefetch-batch-entries")
             value = _batch_entry(value, found)
         if isinstance(value, Mapping) and value.get("resourceType") == "Bundle":
-            value = _wrapped_entries(value, found)
+            value = _readable_entries(value, found)
         result[key] = value
     return result
 
@@ -219,8 +258,13 @@ def _stu3(request: Mapping[str, Any]) -> bool:
     """STU3 markers in the resources the rules read: statuses as plain strings, MedicationRequest.context."""
     for resource in _resources(request):
         kind = resource.get("resourceType")
-        if kind in ("Condition", "AllergyIntolerance") and isinstance(resource.get("clinicalStatus"), str):
+        if kind in ("Condition", "AllergyIntolerance") and any(
+            isinstance(resource.get(status), str) for status in ("clinicalStatus", "verificationStatus")
+        ):
             return True
         if kind == "MedicationRequest" and "context" in resource and "encounter" not in resource:
+            return True
+        dosages = resource.get("dosageInstruction") if kind == "MedicationRequest" else None
+        if isinstance(dosages, list) and any(isinstance(d, Mapping) and "doseQuantity" in d for d in dosages):
             return True
     return False

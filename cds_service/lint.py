@@ -4,20 +4,24 @@ For integration teams: whether the service would answer it or refuse it (and why
 CDS Hooks 2.0.1 it tolerates (the names its request log line carries), the prefetch keys the client did
 not send (fetched from ``fhirServer``, or said on cards to be missing), and the resources that are not
 valid FHIR R4 (checked with fhir.resources, R4B models: R4B changed no resource this service reads).
-The request is only read; nothing is evaluated, fetched or recorded.
+The request goes through the service's own pipeline, so what it refuses lint refuses too; nothing is
+fetched from ``fhirServer`` (those queries count as failed, as when the EHR's server is down) and nothing
+is recorded.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypeGuard
 
 from cds_service.errors import CdsError
-from cds_service.knowledge.services import ServiceDefinition
+from cds_service.gather import FetchResult
+from cds_service.knowledge.services import PrefetchTemplate, ServiceDefinition
 from cds_service.leniency import DEVIATIONS, normalise
-from cds_service.validate import decode_json, parse_hook_request
+from cds_service.pipeline import Pipeline
+from cds_service.validate import HookRequest, decode_json, parse_hook_request
 
 MAX_FHIR_PROBLEMS = 20
 """Resources reported per request: enough to see the pattern, short enough to read."""
@@ -45,6 +49,8 @@ class LintReport:
     prefetch_missing: tuple[str, ...] = ()
     """This service's prefetch keys the request does not carry."""
     fhir_problems: tuple[FhirProblem, ...] = ()
+    cards: tuple[str, ...] = ()
+    """Rule ids of the cards the service would answer with (nothing fetched)."""
 
     @property
     def conforming(self) -> bool:
@@ -54,25 +60,49 @@ class LintReport:
         return {**asdict(self), "conforming": self.conforming}
 
 
-def lint(raw: bytes, services: Mapping[str, ServiceDefinition], service_id: str | None = None) -> LintReport:
-    """The report for one request body (``services``: the deployment's, by id)."""
+class NothingFetched:
+    """The ``Fetcher`` lint runs the pipeline with: every query fails, nothing leaves this machine."""
+
+    def allows(self, request: HookRequest) -> bool:
+        return True
+
+    def open(self, request: HookRequest) -> NothingFetched:
+        return self
+
+    def search(self, templates: Sequence[PrefetchTemplate]) -> dict[str, FetchResult]:
+        return {template.key: FetchResult(failure="not fetched by lint") for template in templates}
+
+    def read_medications(self, ids: Iterable[str]) -> dict[str, Mapping[str, Any]]:
+        return {}
+
+
+def lint(raw: bytes, pipeline: Pipeline, service_id: str | None = None) -> LintReport:
+    """The report for one request body; ``pipeline`` is the deployment's, built with ``NothingFetched``
+    and no audit."""
     try:
         body = decode_json(raw)
     except CdsError as error:
         return LintReport(service_id or "", refused=error.message)
-    service = _service(body, services, service_id)
+    service = _service(body, pipeline.services, service_id)
     try:
         request = parse_hook_request(service, body)
     except CdsError as error:
         return LintReport(service.id, refused=error.message)
+    deviations = tuple(Deviation(name, DEVIATIONS[name]) for name in request.deviations)
     normalised = normalise(service.hook, body).body
     prefetch = normalised.get("prefetch") or {}
+    missing = tuple(t.key for t in service.prefetch if t.key not in prefetch)
+    try:
+        response = pipeline.run(service, body)
+    except CdsError as error:
+        return LintReport(service.id, refused=error.message, deviations=deviations, prefetch_missing=missing)
     return LintReport(
         service.id,
         refused=None,
-        deviations=tuple(Deviation(name, DEVIATIONS[name]) for name in request.deviations),
-        prefetch_missing=tuple(t.key for t in service.prefetch if t.key not in prefetch),
+        deviations=deviations,
+        prefetch_missing=missing,
         fhir_problems=tuple(_fhir_problems(normalised)),
+        cards=tuple(card.rule_id for card in response.cards),
     )
 
 
@@ -102,6 +132,9 @@ def _fhir_problems(request: Mapping[str, Any]) -> Iterator[FhirProblem]:
                 model.model_validate(resource)
             except ValidationError as error:
                 yield FhirProblem(where, _first_errors(error))
+                found += 1
+            except Exception as error:
+                yield FhirProblem(where, f"could not be checked as FHIR R4 ({type(error).__name__})")
                 found += 1
         if found >= MAX_FHIR_PROBLEMS:
             return
@@ -168,6 +201,8 @@ def render_text(report: LintReport) -> str:
     if report.fhir_problems:
         lines += ["", "Not valid FHIR R4 (read anyway where the fields the rules use are readable):"]
         lines += [f"  {p.where}: {p.problem}" for p in report.fhir_problems]
+    lines += ["", "Cards it would answer with (nothing fetched from fhirServer):"]
+    lines.append("  " + (", ".join(report.cards) or "none (no naltrexone or opioid order was identified)"))
     return "\n".join(lines)
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import gc
 import ipaddress
 import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from cds_service import STATE_KEY, create_app
+from cds_service import STATE_KEY, create_app, metrics
 from cds_service.auth import AuthPolicy
 from cds_service.logs import QUIET_LOGGERS, log_fields
 from cds_service.settings import Settings
@@ -22,7 +27,13 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.application: Flask | None = None
+        self._exporter: Any = None
         super().__init__()
+
+    def run(self) -> None:
+        if self.settings.metrics_port:
+            prepare_metrics_directory(self.settings.metrics_dir)  # before the app (and the metrics) load
+        super().run()
 
     def load_config(self) -> None:
         s = self.settings
@@ -46,6 +57,10 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
             "proc_name": "naltrexone-cds",
             # One service per machine is not a given (tests, blue/green): no shared control socket.
             "control_socket_disable": True,
+            "when_ready": self._when_ready,
+            "post_fork": self._post_fork,
+            "child_exit": self._child_exit,
+            "post_request": self._post_request,
         }
         for key, value in options.items():
             self.cfg.set(key, value)
@@ -54,6 +69,8 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         if self.application is None:
             self.application = create_app(self.settings)
             state = self.application.extensions[STATE_KEY]
+            knowledge = state.pipeline.knowledge
+            metrics.announce_rules(knowledge.rulebook.version, knowledge.fingerprint)
             announce_security(self.settings, state.authenticator.policy)
             log.info(
                 "naltrexone-cds configured",
@@ -71,6 +88,42 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
             # forked workers do not copy the pages the collector would otherwise touch.
             gc.freeze()
         return self.application
+
+    def _when_ready(self, _arbiter: Any) -> None:
+        s = self.settings
+        if not s.metrics_port:
+            return
+        try:
+            self._exporter = metrics.start_exporter(s.metrics_host, s.metrics_port)
+        except OSError as error:
+            # Advice matters more than its counters: serve without metrics, loudly.
+            log.error(
+                "metrics are not served: the metrics address cannot be bound",
+                extra=log_fields(host=s.metrics_host, port=s.metrics_port, error=str(error)),
+            )
+            return
+        log.info("metrics served", extra=log_fields(url=f"http://{s.metrics_host}:{s.metrics_port}/metrics"))
+
+    def _post_fork(self, _arbiter: Any, _worker: Any) -> None:
+        if self._exporter is not None:
+            self._exporter.socket.close()  # the master alone answers scrapes
+
+    def _child_exit(self, _arbiter: Any, worker: Any) -> None:
+        metrics.worker_exited(worker.pid)
+
+    def _post_request(self, worker: Any, _request: Any, _environ: Any, _response: Any) -> None:
+        """A worker whose rule engine holds a session it could not close (a fault inside durable-rules)
+        exits after the answer it has just sent, and the master starts a fresh one: left sessions would
+        add up (the 1,024th crashes the process; tests/test_faults_process.py)."""
+        if self.application is None:
+            return
+        abandoned = self.application.extensions[STATE_KEY].pipeline.knowledge.engine.abandoned_sessions
+        if abandoned and worker.alive:
+            log.error(
+                "replacing this worker: its rule engine holds a session it could not close",
+                extra=log_fields(pid=os.getpid(), abandoned_sessions=abandoned),
+            )
+            worker.alive = False
 
 
 def announce_security(settings: Settings, policy: AuthPolicy) -> None:
@@ -122,3 +175,18 @@ def logging_config(level: str) -> dict[str, Any]:
 
 def serve(settings: Settings) -> None:
     GunicornServer(settings).run()
+
+
+def prepare_metrics_directory(configured: Path | None) -> None:
+    """Before the app is loaded: every worker writes its counts there for the master to sum."""
+    directory = configured or Path(tempfile.mkdtemp(prefix="naltrexone-cds-metrics-"))
+    metrics.use_directory(directory)
+    if configured is None:
+        master = os.getpid()
+
+        # workers inherit this handler: only the master, which outlives them, removes the directory
+        def remove() -> None:
+            if os.getpid() == master:
+                shutil.rmtree(directory, ignore_errors=True)
+
+        atexit.register(remove)

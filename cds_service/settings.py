@@ -20,6 +20,7 @@ from cds_service.resources import default_rules_dir
 ENV_PREFIX = "NALTREXONE_CDS_"
 
 WorkerClass = Literal["sync", "gthread"]
+MAX_RETENTION_DAYS = 36_500  # a hundred years: any longer is a typo
 
 
 class SettingsError(ValueError):
@@ -74,6 +75,16 @@ class Settings:
         "Secret (16+ bytes) keying the HMAC of patient and user ids in the audit trail; empty: generated "
         "once and kept beside the SQLite file (required with PostgreSQL).",
     )
+    audit_retention_days: int = _setting(
+        90,
+        "Days an issued card without feedback is kept: `naltrexone-cds prune` deletes older ones, and "
+        "expired JWT ids (see docs/audit-retention.md).",
+    )
+    feedback_retention_days: int = _setting(
+        2190,
+        "Days feedback and the cards it refers to are kept after the latest feedback (2190: six years, a "
+        "common medical-records period); at least `audit_retention_days`.",
+    )
     trusted_issuers_file: Path | None = _setting(
         None,
         "YAML file of trusted CDS clients (iss, JWKS, jku allowlist, tenants); default: the bundled demo "
@@ -98,6 +109,24 @@ class Settings:
         "Comma-separated addresses or networks of reverse proxies whose X-Forwarded-Proto/-For headers are "
         "trusted; empty trusts none (the scheme is then the connection's own).",
     )
+    ready_requires_database: bool = _setting(
+        True,
+        "`/health/ready` answers 503 while the audit database is unreachable (hooks keep answering either "
+        "way); false keeps the instance in rotation, unaudited, when the database is down.",
+    )
+    metrics_host: str = _setting(
+        "127.0.0.1",
+        "Interface of the Prometheus `/metrics` endpoint, served by the gunicorn master apart from the "
+        "service port (`0.0.0.0` inside a pod, for the scraper).",
+    )
+    metrics_port: int = _setting(
+        9464, "Port of the Prometheus `/metrics` endpoint; 0 turns metrics serving off."
+    )
+    metrics_dir: Path | None = _setting(
+        None,
+        "Empty directory where the workers keep their metric counts (emptied at start-up); default: a new "
+        "temporary directory per start.",
+    )
     policy_file: Path | None = _setting(
         None, "YAML file overriding values of rules/policy.yaml (washout days, look-backs, LFT multiples...)."
     )
@@ -115,6 +144,10 @@ class Settings:
         problems = []
         if not 0 < self.port < 65536:
             problems.append(f"port must be 1-65535, not {self.port}")
+        if not 0 <= self.metrics_port < 65536:
+            problems.append(f"metrics_port must be 0 (off) or 1-65535, not {self.metrics_port}")
+        elif self.metrics_port == self.port:
+            problems.append("metrics_port must differ from port: metrics are never served to the EHR")
         if self.workers < 0:
             problems.append(f"workers must be 0 (automatic) or more, not {self.workers}")
         if self.threads < 1:
@@ -133,6 +166,19 @@ class Settings:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             problems.append(f"timezone {self.timezone!r} is not an IANA time zone")
+        if not 1 <= self.audit_retention_days <= MAX_RETENTION_DAYS:
+            problems.append(
+                f"audit_retention_days must be 1-{MAX_RETENTION_DAYS}, not {self.audit_retention_days}"
+            )
+        if not 1 <= self.feedback_retention_days <= MAX_RETENTION_DAYS:
+            problems.append(
+                f"feedback_retention_days must be 1-{MAX_RETENTION_DAYS}, not {self.feedback_retention_days}"
+            )
+        elif self.feedback_retention_days < self.audit_retention_days:
+            problems.append(
+                f"feedback_retention_days ({self.feedback_retention_days}) must be at least "
+                f"audit_retention_days ({self.audit_retention_days}): cards with feedback are kept longer"
+            )
         if self.audit_secret and len(self.audit_secret.encode()) < 16:
             problems.append("audit_secret must be at least 16 bytes")
         if self.public_base_url and not self.public_base_url.startswith(("http://", "https://")):

@@ -10,6 +10,7 @@ send (no ``Bundle.type``, ``category`` as one object, ``Patient/<id>`` as ``pati
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -67,13 +68,79 @@ def decode_json(raw: bytes) -> Any:
     if not text.strip():
         raise MalformedJson("the body is empty; a CDS Hooks request is a JSON object")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        body = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise MalformedJson(
             f"the body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from None
     except RecursionError:
         raise MalformedJson("the body is not acceptable JSON: it is nested too deeply") from None
+    except ValueError:  # Python's guard against integers of more than 4,300 digits
+        line, column = _position(text, _HUGE_INTEGER.search(text))
+        raise MalformedJson(
+            f"the body holds a number too long to be a value (line {line}, column {column})"
+        ) from None
+    if _SURROGATE_ESCAPE.search(text):  # rare: only then walk the body for the culprit
+        where = _lone_surrogate(body)
+        if where is not None:
+            raise MalformedJson(
+                f"{where} holds a lone UTF-16 surrogate (U+D800 to U+DFFF), which is not a character",
+                expression=where,
+            )
+    return body
+
+
+_HUGE_INTEGER = re.compile(r"\d{4000,}")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _position(text: str, match: re.Match[str] | None) -> tuple[int, int]:
+    offset = match.start() if match else 0
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def _lone_surrogate(body: Any) -> str | None:
+    """The path of the first key or string that is not encodable Unicode, walked without recursion."""
+    pending: list[tuple[str, Any]] = [("(body)", body)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, str):
+            if not _encodable(value):
+                return path
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not _encodable(key):
+                    return f"{path}.(a key)"
+                pending.append((key if path == "(body)" else f"{path}.{key}", item))
+        elif isinstance(value, list):
+            pending.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+MAX_DRAFT_DEPTH = 64
+"""Objects and arrays inside one draft order; its suggestions copy and echo it, so the bound is here."""
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            pending.extend((child, depth + 1) for child in item.values() if isinstance(child, (dict, list)))
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
+    return False
 
 
 def _reject_constant(name: str) -> Any:
@@ -99,8 +166,22 @@ def parse_hook_request(service: ServiceDefinition, body: Any) -> HookRequest:
     normalised = normalise(service.hook, body)
     body = normalised.body
     context = body["context"]
+    if "nested-bundles" in normalised.deviations:
+        # entries read out of a Bundle inside the draft orders were not under the request schema's eye
+        error = contract.first_error("DraftOrdersBundle", context["draftOrders"])
+        if error is not None:
+            path = contract.json_path(error).replace("(body)", "")
+            where = "context.draftOrders" + (f".{path}" if path and not path.startswith("[") else path)
+            raise SchemaViolation(f"{where} (inside a nested Bundle): {_describe(error)}", expression=where)
     patient_id = _bare_patient_id(context["patientId"])
     draft_entries = context["draftOrders"].get("entry", [])
+    for index, entry in enumerate(draft_entries):
+        if _deeper_than(entry["resource"], MAX_DRAFT_DEPTH):
+            where = f"context.draftOrders.entry[{index}].resource"
+            raise SchemaViolation(
+                f"{where} is nested more than {MAX_DRAFT_DEPTH} levels deep (no FHIR resource needs that)",
+                expression=where,
+            )
     draft_resources = tuple(entry["resource"] for entry in draft_entries)
     if service.hook == "order-select":
         selected = _select(draft_entries, context["selections"])

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from cds_service import create_app
 from cds_service.pipeline import Pipeline
@@ -15,6 +17,17 @@ from cds_service.settings import Settings
 from tests.support import NOW, open_settings, pipeline_for
 from tests.support.databases import Backend, postgres_reachable
 from tests.support.live import LiveServer
+
+# Property-based tests: a bounded number of examples in the suite, a larger profile by hand
+# (HYPOTHESIS_PROFILE=deep; see docs/reliability.md).
+for _name, _examples in (("ci", 120), ("deep", 5000)):
+    hypothesis_settings.register_profile(
+        _name,
+        max_examples=_examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session", autouse=True)

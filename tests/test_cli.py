@@ -13,7 +13,17 @@ from cds_service.facts.reference import BEGIN, END
 def test_every_subcommand_is_there_with_help() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
-    for command in ("serve", "evaluate", "lint", "report", "migrate", "demo-token", "vocabulary"):
+    for command in (
+        "serve",
+        "evaluate",
+        "lint",
+        "check",
+        "report",
+        "migrate",
+        "prune",
+        "demo-token",
+        "vocabulary",
+    ):
         assert command in result.output
 
 

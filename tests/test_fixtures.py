@@ -3,37 +3,20 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
+from cds_service.check.scenarios import action_matches
 from cds_service.evaluate import evaluate
 from fhir_fixtures import FIXTURES, load, scenario_names, shifted, with_fhir_server
 from tests.support import assert_no_empty_values, assert_valid, open_settings
 from tests.support.live import LiveServer, closed_port
 
 SCENARIOS = scenario_names()
-
-
-def resolve(expected: Any, reference: date) -> Any:
-    if isinstance(expected, str) and expected.startswith("@+"):
-        return (reference + timedelta(days=int(expected[2:]))).isoformat()
-    return expected
-
-
-def at_path(resource: Any, path: str) -> Any:
-    for step in path.split("."):
-        if isinstance(resource, list):
-            index = int(step)
-            resource = resource[index] if index < len(resource) else None
-        elif isinstance(resource, dict):
-            resource = resource.get(step)
-        else:
-            return None
-    return resource
 
 
 def check(response: dict[str, Any], expected: dict[str, Any], reference: date) -> None:
@@ -49,23 +32,9 @@ def check(response: dict[str, Any], expected: dict[str, Any], reference: date) -
         )
     for wanted in expected["suggestions"]:
         actions = [a for s in cards[wanted["rule"]].get("suggestions", []) for a in s["actions"]]
-        assert any(_matches(action, wanted, reference) for action in actions), (
+        assert any(action_matches(action, wanted, reference) for action in actions), (
             f"{wanted['rule']}: no action like {wanted} among {json.dumps(actions)[:800]}"
         )
-
-
-def _matches(action: dict[str, Any], wanted: dict[str, Any], reference: date) -> bool:
-    if action["type"] != wanted["type"]:
-        return False
-    if "resourceId" in wanted and action.get("resourceId") != wanted["resourceId"]:
-        return False
-    resource = action.get("resource", {})
-    if "resourceType" in wanted and resource.get("resourceType") != wanted["resourceType"]:
-        return False
-    return all(
-        at_path(resource, path) == resolve(value, reference)
-        for path, value in wanted.get("expect", {}).items()
-    )
 
 
 def test_there_are_enough_scenarios_covering_every_rule_both_ways() -> None:

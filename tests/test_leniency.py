@@ -81,7 +81,44 @@ def unknown_fields(body: Body) -> Body:
     return body
 
 
+def prefetch_in_context(body: Body) -> Body:
+    _context(body)["prefetch"] = body.pop("prefetch")
+    return body
+
+
+def nested_draft_bundle(body: Body) -> Body:
+    drafts = _context(body)["draftOrders"]
+    _context(body)["draftOrders"] = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": drafts}],
+    }
+    return body
+
+
+def batch_response_prefetch(body: Body) -> Body:
+    """Each prefetch key answered as a whole batch-response Bundle holding the searchset."""
+    body["prefetch"] = {
+        key: {
+            "resourceType": "Bundle",
+            "type": "batch-response",
+            "entry": [{"resource": value, "response": {"status": "200 OK"}}],
+        }
+        for key, value in body["prefetch"].items()
+    }
+    return body
+
+
+def url_patient_id(body: Body) -> Body:
+    _context(body)["patientId"] = "https://ehr.example.org/fhir/Patient/" + _context(body)["patientId"]
+    return body
+
+
 SHAPES: dict[str, tuple[Callable[[Body], Body], set[str]]] = {
+    "prefetch in context": (prefetch_in_context, {"prefetch-in-context"}),
+    "nested draft Bundle": (nested_draft_bundle, {"nested-bundles"}),
+    "batch-response prefetch": (batch_response_prefetch, {"nested-bundles"}),
+    "URL patientId": (url_patient_id, {"typed-context-ids"}),
     "user": (user_at_top_level, {"user-at-top-level"}),
     "userId": (user_id_at_top_level, {"user-at-top-level"}),
     "patient": (patient_at_top_level, {"patient-at-top-level"}),
@@ -128,6 +165,81 @@ def test_a_batch_entry_without_a_resource_is_a_failed_query_said_on_a_card(
     assert set(response.deviations) == {"prefetch-batch-entries", "unreadable-prefetch-item"}
 
 
+def test_a_failed_entry_of_a_batch_response_bundle_is_said_and_the_others_read(pipeline: Pipeline) -> None:
+    body = scenario()
+    searchset = body["prefetch"]["medicationRequests"]
+    body["prefetch"]["medicationRequests"] = {
+        "resourceType": "Bundle",
+        "type": "batch-response",
+        "entry": [{"resource": searchset, "response": {"status": "200"}}, {"response": {"status": "500"}}],
+    }
+    response = pipeline.run(pipeline.service_for_hook("order-select"), body, rules_url=RULES_URL)
+    cards = {card.rule_id: card for card in response.cards}
+    assert cards["opioid-active"].indicator == "critical"  # the opioid in the readable entry still counts
+    assert "opioid-history-unverified" in cards
+    assert {"nested-bundles", "unreadable-prefetch-item"} <= set(response.deviations)
+
+
+def test_a_failed_entry_with_a_null_resource_type_is_a_failed_query_not_no_data(pipeline: Pipeline) -> None:
+    body = scenario()
+    body["prefetch"]["medicationRequests"] = {"response": {"status": "500"}, "resourceType": None}
+    cards, named = run(pipeline, body)
+    assert "opioid-history-unverified" in cards
+    assert "unreadable-prefetch-item" in named
+
+
+def test_a_search_cut_short_even_as_a_warning_is_unverified_data(pipeline: Pipeline) -> None:
+    body = scenario()
+    body["prefetch"]["medicationRequests"]["entry"].append(
+        {
+            "resource": {
+                "resourceType": "OperationOutcome",
+                "issue": [{"severity": "warning", "code": "incomplete", "diagnostics": "results truncated"}],
+            },
+            "search": {"mode": "outcome"},
+        }
+    )
+    cards, _ = run(pipeline, body)
+    assert cards["opioid-active"] == "critical" and "opioid-history-unverified" in cards
+
+
+def test_a_draft_entry_with_both_shapes_is_checked_where_it_is_read(client: FlaskClient) -> None:
+    body = scenario()
+    entry = body["context"]["draftOrders"]["entry"][0]
+    entry["resourceType"] = "MedicationRequest"
+    entry["resource"]["dosageInstruction"] = ["50 mg daily"]
+    assert_operation_outcome(client.post(service_path("order-select"), json=body), 400, "dosageInstruction")
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda body: body.update(hookInstance="call-17"), "hook-instance-not-uuid"),
+        (
+            lambda body: body["context"].update(
+                selections=[s.split("/")[-1] for s in body["context"]["selections"]]
+            ),
+            "untyped-selections",
+        ),
+        (lambda body: body["context"]["draftOrders"].pop("type"), "bundle-without-type"),
+    ],
+    ids=["hookInstance", "selections", "Bundle.type"],
+)
+def test_other_deviations_are_named(pipeline: Pipeline, change: Callable[[Body], Any], named: str) -> None:
+    body = scenario()
+    expected, _ = run(pipeline, copy.deepcopy(body))
+    change(body)
+    cards, found = run(pipeline, body)
+    assert cards == expected and named in found
+
+
+def test_the_request_is_never_modified(pipeline: Pipeline) -> None:
+    body = nested_draft_bundle(prefetch_in_context(batch_response_prefetch(user_at_top_level(scenario()))))
+    sent = copy.deepcopy(body)
+    run(pipeline, body)
+    assert body == sent
+
+
 def test_a_successful_batch_entry_without_a_resource_is_no_data(pipeline: Pipeline) -> None:
     body = scenario()
     body["prefetch"]["conditions"] = {"response": {"status": "200 OK"}}
@@ -170,6 +282,10 @@ def test_stu3_statuses_are_read(pipeline: Pipeline) -> None:
         condition.pop("verificationStatus", None)
     cards, named = run(pipeline, body)
     assert cards["hepatic-contraindication"] == "critical" and named == {"stu3-resources"}
+    for entry in body["prefetch"]["conditions"]["entry"]:
+        entry["resource"]["clinicalStatus"] = "resolved"  # an STU3 code that ends the condition
+    cards, _ = run(pipeline, body)
+    assert "hepatic-contraindication" not in cards
 
 
 # ------------------------------------------------------------------------------- medication-prescribe
@@ -284,3 +400,12 @@ def test_an_order_naming_the_chart_patient_by_url_is_the_same_patient(pipeline: 
     order["subject"] = {"reference": "https://ehr.example.org/fhir/Patient/pat-tests-1"}
     cards, _ = run(pipeline, body)
     assert "patient-mismatch" not in cards
+
+
+def test_stu3_dose_and_verification_status_are_named(pipeline: Pipeline) -> None:
+    body = scenario()
+    dosage = body["context"]["draftOrders"]["entry"][0]["resource"]["dosageInstruction"][0]
+    dosage["doseQuantity"] = dosage.pop("doseAndRate")[0]["doseQuantity"]
+    expected, _ = run(pipeline, scenario())
+    cards, named = run(pipeline, body)
+    assert cards == expected and named == {"stu3-resources"}

@@ -47,10 +47,46 @@ def test_stu3_resources_are_listed_where_they_are() -> None:
 def test_prefetch_keys_not_sent_are_listed() -> None:
     body = json.loads(CONFORMING.read_text(encoding="utf-8"))
     del body["prefetch"]["conditions"], body["prefetch"]["allergies"]
+    body["fhirServer"] = "https://ehr.example.org/fhir"
     code, output = lint("--json", "-", stdin=json.dumps(body))
     report = json.loads(output)
-    # prefetch is optional in CDS Hooks: conforming, but said
+    # prefetch is optional in CDS Hooks: conforming, but said; the service would fetch them (lint does
+    # not), so its cards say those data could not be verified
     assert code == 0 and report["prefetch_missing"] == ["conditions", "allergies"]
+    assert "patient-data-unverified" in report["cards"]
+
+
+def test_prefetch_missing_with_no_fhir_server_is_refused_as_the_service_refuses_it() -> None:
+    body = json.loads(CONFORMING.read_text(encoding="utf-8"))
+    del body["prefetch"]["conditions"]
+    body.pop("fhirServer", None)
+    code, output = lint("--json", "-", stdin=json.dumps(body))
+    report = json.loads(output)
+    assert code == 1 and "conditions" in report["refused"]
+    assert report["prefetch_missing"] == ["conditions"]
+
+
+def test_a_failed_batch_entry_inside_a_prefetch_bundle_is_named_and_said_on_a_card() -> None:
+    body = json.loads(CONFORMING.read_text(encoding="utf-8"))
+    searchset = body["prefetch"]["medicationRequests"]
+    body["prefetch"]["medicationRequests"] = {
+        "resourceType": "Bundle",
+        "type": "batch-response",
+        "entry": [{"resource": searchset, "response": {"status": "200 OK"}}, {"response": {"status": "503"}}],
+    }
+    code, output = lint("--json", "-", stdin=json.dumps(body))
+    report = json.loads(output)
+    assert code == 2
+    assert {"nested-bundles", "unreadable-prefetch-item"} <= {d["name"] for d in report["deviations"]}
+    assert "opioid-history-unverified" in report["cards"]
+
+
+def test_a_resource_the_fhir_models_trip_over_is_a_finding_not_a_crash() -> None:
+    body = json.loads(CONFORMING.read_text(encoding="utf-8"))
+    body["context"]["draftOrders"]["entry"][0]["resource"]["contained"] = [{"resourceType": "Foo"}]
+    code, output = lint("--json", "-", stdin=json.dumps(body))
+    report = json.loads(output)
+    assert code == 2 and report["fhir_problems"], output
 
 
 def test_a_request_the_service_would_refuse_exits_1_with_the_reason() -> None:

@@ -12,6 +12,7 @@ def test_defaults_serve_locally() -> None:
     assert (settings.host, settings.port, settings.worker_class) == ("127.0.0.1", 8000, "sync")
     assert settings.effective_workers >= 2
     assert settings.cors_origins == ("*",)
+    assert (settings.audit_retention_days, settings.feedback_retention_days) == (90, 6 * 365)
 
 
 def test_environment_variables_are_parsed_by_type() -> None:
@@ -44,6 +45,11 @@ def test_flags_override_the_environment() -> None:
         ({"NALTREXONE_CDS_MAX_BODY_BYTES": "10"}, "max_body_bytes must be at least 1024"),
         ({"NALTREXONE_CDS_CORS_ORIGINS": " , "}, "cors_origins must name at least one origin"),
         ({"NALTREXONE_CDS_LOG_LEVEL": "LOUD"}, "is not a logging level"),
+        ({"NALTREXONE_CDS_AUDIT_RETENTION_DAYS": "0"}, "audit_retention_days must be 1-36500"),
+        (
+            {"NALTREXONE_CDS_AUDIT_RETENTION_DAYS": "400", "NALTREXONE_CDS_FEEDBACK_RETENTION_DAYS": "365"},
+            r"feedback_retention_days \(365\) must be at least audit_retention_days \(400\)",
+        ),
     ],
 )
 def test_bad_values_are_refused_with_the_reason(environ: dict[str, str], message: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.sansio.utils import host_is_trusted
 
-from cds_service import STATE_KEY
+from cds_service import STATE_KEY, metrics
 from cds_service.api.encode import response_json
 from cds_service.audit import CardAudit
 from cds_service.auth import Authenticator
@@ -67,6 +67,8 @@ def call_service(service_id: str) -> Response:
     response = pipeline.run(service, body, fhir_servers=g.get("fhir_servers"), rules_url=rules_url())
     g.rule_ids = [card.rule_id for card in response.cards]
     g.deviations = list(response.deviations) or None
+    metrics.count_cards(service.id, ((card.rule_id, card.indicator) for card in response.cards))
+    metrics.count_deviations(service.id, response.deviations)
     return jsonify(response_json(response))
 
 
@@ -104,6 +106,31 @@ def health() -> Response:
             "authentication": "required" if current.authenticator.policy.required else "off",
         }
     )
+
+
+@blueprint.get("/health/ready")
+def ready() -> tuple[Response, int]:
+    """Readiness: may this instance be sent traffic? The rules it advises with, named by content hash."""
+    current = state()
+    knowledge = current.pipeline.knowledge
+    try:
+        current.audit.store.check()
+        database = "ok"
+    except StoreError:
+        database = "unavailable"
+    waiting_for = ["database"] if database != "ok" and current.settings.ready_requires_database else []
+    body = {
+        "status": "not ready" if waiting_for else "ready",
+        "waiting_for": waiting_for or None,
+        "database": database,
+        "rules": knowledge.rulebook.version,
+        "content_hash": knowledge.fingerprint,
+        "rule_count": len(knowledge.rulebook.rules),
+        "services": list(current.pipeline.services),
+    }
+    return jsonify(
+        {key: value for key, value in body.items() if value is not None}
+    ), 503 if waiting_for else 200
 
 
 def _authenticate() -> None:
@@ -146,6 +173,9 @@ def _finish(response: Response) -> Response:
     for name, value in _SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     started = g.get("started")
+    if started is not None:
+        endpoint, service = _metric_labels()
+        metrics.observe_request(endpoint, service, response.status_code, time.perf_counter() - started)
     # Fields are chosen, never copied from the request: no body, no Authorization, no patient id.
     log.info(
         "request",
@@ -161,6 +191,22 @@ def _finish(response: Response) -> Response:
         ),
     )
     return response
+
+
+def _metric_labels() -> tuple[str, str]:
+    """A few fixed label values, never one per URL a caller invents."""
+    endpoint = request.endpoint or ""
+    if endpoint in ("cds.call_service", "cds.feedback"):
+        service_id = str((request.view_args or {}).get("service_id", ""))
+        known = service_id if service_id in state().pipeline.services else "unknown"
+        return ("hook" if endpoint == "cds.call_service" else "feedback"), known
+    if endpoint == "cds.discovery":
+        return "discovery", ""
+    if endpoint in ("cds.health", "cds.ready"):
+        return "health", ""
+    if endpoint.startswith(("pages.", "demo.")):
+        return "pages", ""
+    return "other", ""
 
 
 def register(app: Flask) -> None:

@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from cds_service import metrics
 from cds_service.auth.issuers import DEMO_ISSUERS_FILE, IssuerConfigError, TrustedIssuer, load_trusted_issuers
 from cds_service.auth.replay import DatabaseReplayGuard, InMemoryReplayGuard, ReplayGuard
 from cds_service.auth.verify import (
@@ -91,6 +92,7 @@ class Authenticator:
         try:
             claims = self._verifier_for_this_process().verify(bearer_token(authorization), url)
         except AuthenticationFailed as failure:
+            metrics.count_auth_refusal(failure.reason.name.lower())
             log.warning(
                 "authentication refused",
                 extra=log_fields(reason=str(failure.reason), detail=failure.detail or None, path=path),

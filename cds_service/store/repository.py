@@ -11,7 +11,10 @@ Concurrency and processes:
   ``synchronous=FULL``: it survives a power cut, so feedback committed before the 200 is not lost.  The
   audit of issued cards and the JWT ids commit with ``synchronous=NORMAL`` (WAL: durable when the process
   dies, not when the power does): the clinician is waiting on that write, and an fsync on every answer
-  costs more than the rest of the clinical evaluation.
+  costs more than the rest of the clinical evaluation.  The writes an HTTP request waits on (those two
+  and feedback) wait for the file lock at most ``REQUEST_WRITE_WAIT_S``: then the answer goes out with
+  the audit gap counted, the JWT id is checked in memory, feedback is a 503.  Migrations and prune wait
+  the whole statement timeout.
 * No pooled connection crosses a fork (SQLite forbids carrying a connection into a child): just before
   ``os.fork()`` (gunicorn spawning a worker) the store closes its idle pooled connections, and the
   engine is created lazily, per process, so each worker builds its own pool on first use.  Should a
@@ -31,10 +34,18 @@ the override reason's system and code, and the user comment (``FeedbackItem.fing
 stored twice (a unique constraint on card and fingerprint decides, atomically, across processes).  Any
 other feedback for the card, such as a later outcome, is a new row: the report counts each card by its
 latest outcome.
+
+Retention (``Store.prune``): cards without feedback are deleted once older than the audit period; a card
+with feedback, its suggestions and its feedback only once the card and every feedback item about it are
+older than the feedback period; JWT ids once expired.  It deletes in batches, one short transaction
+each, so the service's own writes wait at most one batch.  On PostgreSQL the batch locks the cards it
+takes (``FOR UPDATE SKIP LOCKED``) and feedback locks its cards before checking them (``FOR KEY SHARE``):
+feedback that arrives while its card is being pruned gets "unknown card", never a half-deleted card.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -47,7 +58,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,9 +71,12 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    exists,
     func,
+    or_,
     select,
     text,
+    tuple_,
 )
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
@@ -94,7 +108,15 @@ from cds_service.store.records import (
 )
 
 _JTI_PURGE_INTERVAL_S = 60.0
+PRUNE_BATCH_ROWS = 5_000
+_MAX_PRUNE_BATCH_ROWS = 10_000  # one IN list per batch: well within SQLite's and libpq's parameter limits
+# SQLite's busy handler lets a waiting writer sleep up to 100 ms between tries: a pause as long between
+# batches lets every writer that queued during one batch in before the next.  PostgreSQL waiters queue.
+_SQLITE_PRUNE_PAUSE_S = 0.1
 _READ_ONLY = "naltrexone_cds_read_only"
+REQUEST_WRITE_WAIT_S = 1.0
+"""SQLite: longest wait for the file lock by a write an HTTP request waits on (far above a prune batch).
+Another process holding the lock must not hold every request, and so every worker, for the busy timeout."""
 # Engines a forked process inherited from its parent: kept referenced, never used nor closed, so that
 # garbage collection in the child does not touch connections that belong to the parent.
 _INHERITED_ENGINES: list[Engine] = []
@@ -167,19 +189,44 @@ def _switch_to_wal(cursor: Any, busy_timeout_ms: int) -> None:
             time.sleep(0.02)
 
 
-def _sqlite_synchronous(conn: Connection, mode: str) -> None:
-    """Sets ``PRAGMA synchronous`` outside any transaction (on the driver connection, in autocommit)."""
+def _sqlite_synchronous(conn: Connection, mode: str, busy_timeout_ms: int) -> None:
+    """Sets ``PRAGMA synchronous`` and ``busy_timeout`` outside any transaction (on the driver connection,
+    in autocommit)."""
     pooled = conn.connection  # its ``info`` lives as long as the driver connection
-    if pooled.info.get("synchronous") != mode:
+    if pooled.info.get("synchronous") != (mode, busy_timeout_ms):
         driver = pooled.driver_connection
         assert driver is not None  # a checked-out connection
         driver.execute(f"PRAGMA synchronous = {mode}")
-        pooled.info["synchronous"] = mode
+        driver.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+        pooled.info["synchronous"] = (mode, busy_timeout_ms)
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
     read_only = conn.get_execution_options().get(_READ_ONLY, False)
     conn.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """What ``Store.prune`` deleted (a dry run: would delete), per table, and the cut-offs it applied."""
+
+    issued_before: datetime  # cards without feedback issued before this instant
+    feedback_before: datetime  # cards with feedback: the card and all its feedback before this instant
+    expired_at: datetime  # JWT ids whose expiry is at or before this instant
+    dry_run: bool
+    issued_card: int = 0
+    issued_suggestion: int = 0
+    card_feedback: int = 0
+    seen_jwt_id: int = 0
+    batches: int = 0  # transactions that deleted something
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "issued_card": self.issued_card,
+            "issued_suggestion": self.issued_suggestion,
+            "card_feedback": self.card_feedback,
+            "seen_jwt_id": self.seen_jwt_id,
+        }
 
 
 @dataclass(frozen=True)
@@ -291,15 +338,22 @@ class Store:
 
     @contextmanager
     def _transaction(
-        self, action: str, *, read_only: bool = False, durable: bool = True
+        self, action: str, *, read_only: bool = False, durable: bool = True, request: bool = False
     ) -> Iterator[Connection]:
-        """``durable=False``: on SQLite the commit is not fsynced (see the module docstring)."""
+        """``durable=False``: on SQLite the commit is not fsynced; ``request``: an HTTP request waits on this
+        write, which waits for SQLite's file lock at most ``REQUEST_WRITE_WAIT_S`` (see the module
+        docstring)."""
         try:
             with self._engine().connect() as conn:
                 if read_only:
                     conn.execution_options(**{_READ_ONLY: True})
                 elif self.backend == "sqlite":
-                    _sqlite_synchronous(conn, "FULL" if durable else "NORMAL")
+                    wait = (
+                        min(self._statement_timeout, REQUEST_WRITE_WAIT_S)
+                        if request
+                        else self._statement_timeout
+                    )
+                    _sqlite_synchronous(conn, "FULL" if durable else "NORMAL", int(wait * 1000))
                 with conn.begin():
                     yield conn
         except StoreError:
@@ -396,7 +450,7 @@ class Store:
             for card in issuance.cards
             for suggestion in dict.fromkeys(card.suggestion_uuids)
         ]
-        with self._transaction("record issued cards", durable=False) as conn:
+        with self._transaction("record issued cards", durable=False, request=True) as conn:
             conn.execute(self._statements.insert_cards, cards)
             if suggestions:
                 conn.execute(self._statements.insert_suggestions, suggestions)
@@ -413,13 +467,14 @@ class Store:
             return FeedbackResult(())
         received_at = self._clock()
         card_uuids = list(dict.fromkeys(item.card_uuid for item in items))
-        with self._transaction("record feedback") as conn:
+        with self._transaction("record feedback", request=True) as conn:
+            # PostgreSQL: FOR KEY SHARE, so that prune skips these cards (SQLite serialises writers anyway)
             issued_by = {
                 uuid: issuer
                 for uuid, issuer in conn.execute(
-                    select(IssuedCardRow.card_uuid, IssuedCardRow.service_id).where(
-                        IssuedCardRow.card_uuid.in_(card_uuids)
-                    )
+                    select(IssuedCardRow.card_uuid, IssuedCardRow.service_id)
+                    .where(IssuedCardRow.card_uuid.in_(card_uuids))
+                    .with_for_update(read=True, key_share=True)
                 )
             }
             missing = [uuid for uuid in card_uuids if uuid not in issued_by]
@@ -478,13 +533,123 @@ class Store:
         if expires_at.tzinfo is None:
             raise ValueError("expires_at must be an aware datetime")
         now = self._clock()
-        with self._transaction("check JWT id", durable=False) as conn:
+        with self._transaction("check JWT id", durable=False, request=True) as conn:
             if time.monotonic() >= self._next_jti_purge:
                 self._next_jti_purge = time.monotonic() + _JTI_PURGE_INTERVAL_S
                 conn.execute(delete(SeenJwtIdRow).where(SeenJwtIdRow.expires_at <= now))
             # an expired entry no longer blocks the id: it is overwritten
             parameters = {"issuer": issuer, "jti": jti, "expires_at": expires_at, "now": now}
             return conn.execute(self._statements.first_jti_use, parameters).first() is not None
+
+    # -- retention
+
+    def prune(
+        self,
+        *,
+        audit_retention: timedelta,
+        feedback_retention: timedelta,
+        dry_run: bool = False,
+        batch_rows: int = PRUNE_BATCH_ROWS,
+        pause: float | None = None,
+        on_batch: Callable[[dict[str, int]], None] | None = None,
+    ) -> PruneResult:
+        """Delete what the retention periods no longer keep (see the module docstring), in batches of at
+        most ``batch_rows`` cards (with their suggestions and feedback) or JWT ids, one transaction each,
+        pausing ``pause`` seconds between them (default: 0.1 s on SQLite, none on PostgreSQL).
+
+        ``dry_run`` counts instead of deleting.  ``on_batch`` gets each committed batch's counts.
+        Safe while the service writes; raises ``StoreUnavailable`` when the database cannot be used.
+        """
+        if audit_retention <= timedelta(0) or feedback_retention <= timedelta(0):
+            raise ValueError("retention periods must be positive")
+        if not 1 <= batch_rows <= _MAX_PRUNE_BATCH_ROWS:
+            raise ValueError(f"batch_rows must be 1-{_MAX_PRUNE_BATCH_ROWS}, not {batch_rows}")
+        now = self._clock()
+        result = PruneResult(now - audit_retention, now - feedback_retention, now, dry_run)
+        card, feedback = IssuedCardRow, FeedbackRow
+        kept_from = result.feedback_before
+        expired_card = (
+            card.issued_at < result.issued_before,
+            # no feedback received within the feedback period...
+            ~exists().where(feedback.card_uuid == card.card_uuid, feedback.received_at >= kept_from),
+            # ...and a card with feedback is itself older than it
+            or_(card.issued_at < kept_from, ~exists().where(feedback.card_uuid == card.card_uuid)),
+        )
+        expired_jti = SeenJwtIdRow.expires_at <= now
+        if dry_run:
+            cards = select(card.card_uuid).where(*expired_card).scalar_subquery()
+            with self._transaction("count what prune would delete", read_only=True) as conn:
+                return dataclasses.replace(
+                    result,
+                    issued_card=conn.execute(
+                        select(func.count()).select_from(card).where(*expired_card)
+                    ).scalar_one(),
+                    issued_suggestion=conn.execute(
+                        select(func.count())
+                        .select_from(IssuedSuggestionRow)
+                        .where(IssuedSuggestionRow.card_uuid.in_(cards))
+                    ).scalar_one(),
+                    card_feedback=conn.execute(
+                        select(func.count()).select_from(feedback).where(feedback.card_uuid.in_(cards))
+                    ).scalar_one(),
+                    seen_jwt_id=conn.execute(
+                        select(func.count()).select_from(SeenJwtIdRow).where(expired_jti)
+                    ).scalar_one(),
+                )
+        wait = (_SQLITE_PRUNE_PAUSE_S if self.backend == "sqlite" else 0.0) if pause is None else pause
+        locking = self.backend == "postgresql"
+        totals = dict.fromkeys(result.counts(), 0)
+        batches = 0
+
+        def run(batch: Callable[[Connection], dict[str, int]]) -> bool:
+            nonlocal batches
+            if batches:
+                time.sleep(wait)
+            with self._transaction("prune the audit trail") as conn:
+                counts = batch(conn)
+            if not any(counts.values()):
+                return False
+            batches += 1
+            for table, count in counts.items():
+                totals[table] += count
+            if on_batch is not None:
+                on_batch(counts)
+            return True
+
+        def cards_batch(conn: Connection) -> dict[str, int]:
+            query = select(card.card_uuid).where(*expired_card).order_by(card.issued_at).limit(batch_rows)
+            if locking:  # cards whose feedback is being recorded right now are left for the next run
+                query = query.with_for_update(skip_locked=True)
+            uuids = conn.execute(query).scalars().all()
+            if not uuids:
+                return {}
+            return {
+                "card_feedback": conn.execute(delete(feedback).where(feedback.card_uuid.in_(uuids))).rowcount,
+                "issued_suggestion": conn.execute(
+                    delete(IssuedSuggestionRow).where(IssuedSuggestionRow.card_uuid.in_(uuids))
+                ).rowcount,
+                "issued_card": conn.execute(delete(card).where(card.card_uuid.in_(uuids))).rowcount,
+            }
+
+        def jti_batch(conn: Connection) -> dict[str, int]:
+            keys = select(SeenJwtIdRow.issuer, SeenJwtIdRow.jti).where(expired_jti).limit(batch_rows)
+            if locking:
+                keys = keys.with_for_update(skip_locked=True)
+            statement = delete(SeenJwtIdRow).where(tuple_(SeenJwtIdRow.issuer, SeenJwtIdRow.jti).in_(keys))
+            return {"seen_jwt_id": conn.execute(statement).rowcount}
+
+        while run(cards_batch):
+            pass
+        while run(jti_batch):
+            pass
+        return dataclasses.replace(
+            result,
+            issued_card=totals["issued_card"],
+            issued_suggestion=totals["issued_suggestion"],
+            card_feedback=totals["card_feedback"],
+            seen_jwt_id=totals["seen_jwt_id"],
+            batches=batches,
+        )
 
     # -- report
 

@@ -66,6 +66,10 @@ def test_deep_nesting_is_answered_never_a_crash(client: FlaskClient, where: str,
     )
     if levels > 1000:
         assert_operation_outcome(response, 400, "nested too deeply")
+    elif where == "draft":
+        # a draft order is copied into its suggestions: bounded far below the parser, and named
+        outcome = assert_operation_outcome(response, 400, "nested more than 64 levels")
+        assert outcome["issue"][0]["expression"] == ["context.draftOrders.entry[0].resource"]
     else:
         assert response.status_code == (404 if where == "feedback" else 200), response.json
 

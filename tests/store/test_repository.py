@@ -35,7 +35,7 @@ from cds_service.store import (
     sqlite_url,
 )
 from cds_service.store.models import Base
-from tests.support.databases import PG_ADMIN_URL, Backend, dump, libpq_url, raw_text
+from tests.support.databases import PG_ADMIN_URL, Backend, dump, libpq_url, migrated, raw_text
 
 SECRET = "test-secret-0123456789abcdef"
 SERVICE = "naltrexone-order-select"
@@ -50,11 +50,7 @@ FORK = multiprocessing.get_context("fork")
 
 @pytest.fixture(scope="session")
 def migrated_url(backend: Backend) -> str:
-    url = backend.new_url()
-    store = Store(url, secret=SECRET)
-    store.migrate()
-    store.close()
-    return url
+    return migrated(backend, SECRET)
 
 
 @pytest.fixture

@@ -115,3 +115,14 @@ def raw_text(url: str) -> str:
             )
     finally:
         engine.dispose()
+
+
+def migrated(backend: Backend, secret: str) -> str:
+    """The URL of a new, empty database of ``backend`` with the audit schema in place."""
+    from cds_service.store import Store
+
+    url = backend.new_url()
+    store = Store(url, secret=secret)
+    store.migrate()
+    store.close()
+    return url

@@ -3,18 +3,57 @@
 ``http://127.0.0.1:<port>/<mode>/`` is a FHIR base whose every query behaves per ``mode``:
 ``slow`` (answers after ``SLOW_SECONDS``), ``500``, ``401``, ``403``, ``garbage`` (not JSON),
 ``not-fhir`` (JSON that is no resource), ``foreign-next`` (a page whose next link is on another host),
-``ok`` (an empty searchset).
+``ok`` (an empty searchset); and the transport faults: ``reset`` (reads the request, then resets the
+connection), ``hangup`` (reads the request, then closes without a word), ``huge`` (a valid searchset of
+``HUGE_BYTES``, with its Content-Length), ``huge-unsized`` (the same without a length: read to the close),
+``trickle`` (a valid searchset whose bytes come one every ``TRICKLE_INTERVAL`` for ``TRICKLE_SECONDS``).
+
+``FaultServer`` runs in the calling process; ``fault_server_process`` runs one in a child process, so that
+a test timing the service is not slowed by the bad server sharing its interpreter (its GIL).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import socket
+import struct
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 SLOW_SECONDS = 2.0
+HUGE_BYTES = 40 * 1024 * 1024
+TRICKLE_INTERVAL = 0.05
+TRICKLE_SECONDS = 20.0
+_SEARCHSET_HEAD = b'{"resourceType": "Bundle", "type": "searchset", "entry": ['
+
+
+@functools.cache
+def huge_searchset() -> bytes:
+    """A valid FHIR searchset of about ``HUGE_BYTES``: laboratory Observations, all alike."""
+    entry = json.dumps(
+        {
+            "fullUrl": "http://fault.example.org/fhir/Observation/alt",
+            "resource": {
+                "resourceType": "Observation",
+                "id": "alt",
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "1742-6", "display": "ALT"}]},
+                "subject": {"reference": "Patient/fault"},
+                "effectiveDateTime": "2020-01-01",
+                "valueQuantity": {"value": 20, "unit": "U/L"},
+            },
+        }
+    ).encode()
+    count = HUGE_BYTES // (len(entry) + 2)
+    return _SEARCHSET_HEAD + b", ".join([entry] * count) + b"]}"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -30,6 +69,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(
                 int(mode), {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "x"}]}
             )
+        elif mode == "reset":
+            # SO_LINGER with a zero timeout: close() sends RST instead of FIN
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+        elif mode == "hangup":
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+        elif mode == "huge":
+            self._send(200, huge_searchset(), "application/fhir+json")
+        elif mode == "huge-unsized":
+            self._stream([huge_searchset()])
+        elif mode == "trickle":
+            self._stream(self._trickle())
         elif mode == "garbage":
             self._send(200, b"<html>definitely not FHIR</html>", "text/html")
         elif mode == "not-fhir":
@@ -59,12 +112,37 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (its time budget ran out): expected in the slow mode
 
+    @staticmethod
+    def _trickle() -> Iterator[bytes]:
+        yield _SEARCHSET_HEAD
+        stop = time.monotonic() + TRICKLE_SECONDS
+        while time.monotonic() < stop:
+            time.sleep(TRICKLE_INTERVAL)
+            yield b" "
+        yield b"]}"
+
+    def _stream(self, parts: Iterator[bytes] | list[bytes]) -> None:
+        """A 200 with no Content-Length (HTTP/1.0: the body ends when the connection closes)."""
+        self.close_connection = True
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.end_headers()
+            for part in parts:
+                self.wfile.write(part)
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped reading: what a bounded client does
+
     def log_message(self, format: str, *args: Any) -> None:
         return None
 
 
 class FaultServer(ThreadingHTTPServer):
     daemon_threads = True
+    # every query of a request connects at once (13 and more); the default backlog of 5 would drop
+    # connections, which the client retries only a second later: a fault of the test server's own
+    request_queue_size = 128
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -78,3 +156,45 @@ class FaultServer(ThreadingHTTPServer):
     def stop(self) -> None:
         self.shutdown()
         self.server_close()
+
+
+@contextlib.contextmanager
+def fault_server_process() -> Iterator[Callable[[str], str]]:
+    """A ``FaultServer`` in a child process; yields its ``base(mode)``. Stopped when the block ends."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.fault_fhir"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+
+        def base(mode: str) -> str:
+            return f"http://127.0.0.1:{port}/{mode}"
+
+        yield base
+    finally:
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.close()  # the child's signal to stop
+        try:
+            child.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        child.stdout.close()
+
+
+def _main() -> None:
+    """Serves until standard input closes; prints the port first."""
+    server = FaultServer()
+    huge_searchset()  # built before the first request, not during it
+    print(server.server_address[1], flush=True)
+    sys.stdin.read()
+    server.stop()
+
+
+if __name__ == "__main__":
+    _main()

@@ -55,6 +55,8 @@ class LiveServer:
             env={
                 **os.environ,
                 **({} if authenticated else {"NALTREXONE_CDS_ALLOW_UNAUTHENTICATED": "true"}),
+                # metrics are recorded but not served unless a test asks: no fixed port shared by servers
+                "NALTREXONE_CDS_METRICS_PORT": "0",
                 **(env or {}),
             },
             stdout=self._log,

@@ -1,0 +1,171 @@
+"""The hostile values that once gave a 500 (issue 16), each sent to the real server (gunicorn, two workers):
+read safely or refused with a 400 naming the field, the server still serving, no traceback in its log.
+And text from the record reaching a card: no control or direction-changing characters, bounded."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from fhir_fixtures import clinical as c
+from fhir_fixtures.requests import service_path
+from tests.support import assert_valid
+from tests.support.live import LiveServer
+from tests.support.mutations import BODY, replaced
+
+DRAFT = ("context", "draftOrders", "entry", 0, "resource")
+DOSE = (*DRAFT, "dosageInstruction", 0, "doseAndRate", 0, "doseQuantity", "value")
+REQUEST = ("prefetch", "medicationRequests", "entry", 0, "resource")
+LAB = ("prefetch", "labResults", "entry", 1, "resource")
+HUGE = 10**400
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    directory = tmp_path_factory.mktemp("hostile")
+    live = LiveServer(
+        directory / "server.log", env={"NALTREXONE_CDS_DATABASE_URL": f"sqlite:///{directory}/audit.sqlite3"}
+    )
+    yield live
+    assert "Traceback" not in live.logs()
+    live.stop()
+
+
+def post(server: LiveServer, body: Any, path: str = service_path("order-select")) -> httpx.Response:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.post(
+        server.url + path, content=raw, headers={"Content-Type": "application/json"}, timeout=60
+    )
+
+
+def assert_cards(response: httpx.Response) -> list[dict[str, Any]]:
+    assert response.status_code == 200, response.text[:300]
+    assert_valid("CdsResponse", response.json())
+    cards: list[dict[str, Any]] = response.json()["cards"]
+    return cards
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        DOSE,
+        (*LAB, "valueQuantity", "value"),
+        (*LAB, "referenceRange", 0, "high", "value"),
+        (*REQUEST, "dispenseRequest", "expectedSupplyDuration", "value"),
+        ("prefetch", "medicationDispenses", "entry", 0, "resource", "daysSupply", "value"),
+        (*REQUEST, "dispenseRequest", "numberOfRepeatsAllowed"),
+    ],
+    ids=["dose", "lab value", "reference range", "supply duration", "days supply", "refills"],
+)
+def test_a_number_past_any_float_is_no_reading_not_a_crash(server: LiveServer, path: tuple[Any, ...]) -> None:
+    assert_cards(post(server, replaced(BODY, path, HUGE)))
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        (*DRAFT, "authoredOn"),
+        (*REQUEST, "authoredOn"),
+        (*LAB, "effectiveDateTime"),
+        ("prefetch", "medicationDispenses", "entry", 0, "resource", "whenHandedOver"),
+    ],
+    ids=["draft authoredOn", "prescription authoredOn", "lab effective", "dispense handed over"],
+)
+def test_a_moment_at_the_edge_of_the_calendar_is_read_safely(
+    server: LiveServer, path: tuple[Any, ...], moment: str
+) -> None:
+    assert_cards(post(server, replaced(BODY, path, moment)))
+
+
+@pytest.mark.parametrize(
+    ("path", "named"),
+    [
+        (("hookInstance",), "hookInstance"),
+        (("context", "patientId"), "context.patientId"),
+        (("context", "userId"), "context.userId"),
+        (("context", "selections", 0), "context.selections[0]"),
+    ],
+)
+def test_a_lone_surrogate_is_400_naming_the_field(
+    server: LiveServer, path: tuple[Any, ...], named: str
+) -> None:
+    response = post(server, replaced(BODY, path, "\ud800"))
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["expression"] == [named]
+
+
+def test_a_lone_surrogate_in_a_prefetch_key_or_a_feedback_card_id_is_400(server: LiveServer) -> None:
+    body = copy.deepcopy(BODY)
+    body["prefetch"]["\udc00"] = None
+    response = post(server, body)
+    assert response.status_code == 400 and "prefetch" in response.json()["issue"][0]["diagnostics"]
+    feedback = {
+        "feedback": [{"card": "\ud800", "outcome": "accepted", "outcomeTimestamp": "2026-11-22T12:00:00Z"}]
+    }
+    response = post(server, feedback, service_path("order-select") + "/feedback")
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["expression"] == ["feedback[0].card"]
+
+
+def test_a_surrogate_pair_is_a_character_and_is_read(server: LiveServer) -> None:
+    body = replaced(BODY, (*DRAFT, "note"), [{"text": "\ud83d\ude00 take with food"}])
+    assert_cards(post(server, body))
+
+
+def test_an_integer_of_more_than_4300_digits_is_400(server: LiveServer) -> None:
+    raw = json.dumps(BODY).replace('"hookInstance"', '"x": ' + "7" * 5000 + ', "hookInstance"', 1)
+    response = post(server, raw.encode())
+    assert response.status_code == 400
+    assert "number too long" in response.json()["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize("levels", [100, 300, 480])
+def test_an_extension_nested_hundreds_deep_in_a_draft_is_400_naming_the_draft(
+    server: LiveServer, levels: int
+) -> None:
+    extension = '{"url": "http://x.org/e", "valueString": "x"}'
+    for _ in range(levels):
+        extension = '{"url": "http://x.org/e", "extension": [' + extension + "]}"
+    text = json.dumps(BODY)
+    raw = text.replace('"status": "draft"', '"extension": [' + extension + '], "status": "draft"', 1)
+    response = post(server, raw.encode())
+    assert response.status_code == 400
+    diagnostics = response.json()["issue"][0]["diagnostics"]
+    assert "nested" in diagnostics
+
+
+def test_record_text_reaches_a_card_clean_and_bounded(server: LiveServer) -> None:
+    said = (
+        "see note \u202egm 05\u202c <b>bold</b> [link](javascript:alert(1)) \x07\x1b\u200b" + "A" * 8_000_000
+    )
+    screen = c.urine_opiates("negative", when=-1)
+    screen.pop("valueCodeableConcept", None)
+    screen["valueString"] = said
+    response = post(server, c.scenario(screen))
+    cards = assert_cards(response)
+    assert len(response.content) < 20_000  # the 8 MB text is not echoed
+    text = " ".join(card["summary"] + card.get("detail", "") for card in cards)
+    assert "see note" in text  # what the record says is shown...
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u200b]", text)  # ...without what hides it
+    # markup stays text: escaped, so no renderer makes it a tag or a link
+    assert not re.search(r"(?<!\\)<b", text) and not re.search(r"(?<!\\)\]\(javascript", text)
+
+
+def test_the_server_still_answers_after_all_of_it(server: LiveServer) -> None:
+    body = copy.deepcopy(BODY)
+    body["hookInstance"] = str(uuid.uuid4())
+    assert_cards(post(server, body))
+    assert httpx.get(server.url + "/health", timeout=10).status_code == 200
+
+
+def test_the_log_holds_no_traceback(server: LiveServer) -> None:
+    assert "Traceback" not in server.logs()
+    assert "unhandled error" not in server.logs()
