@@ -14,7 +14,7 @@ import statistics
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -47,15 +47,25 @@ def wrk_path() -> str | None:
     return shutil.which("wrk")
 
 
-def write_manifest(requests: Sequence[BenchRequest], directory: Path) -> Path:
-    """Bodies as files plus the manifest rotate.lua reads (METHOD PATH BODY_FILE per line)."""
+def write_manifest(
+    requests: Sequence[BenchRequest], directory: Path, tokens: Mapping[str, Sequence[str]] | None = None
+) -> Path:
+    """Bodies as files plus the manifest rotate.lua reads (METHOD PATH BODY_FILE per line, and a file of
+    single-use bearer tokens for that path when ``tokens`` gives them)."""
     directory.mkdir(parents=True, exist_ok=True)
+    token_files: dict[str, Path] = {}
+    for index, (path, minted) in enumerate(sorted((tokens or {}).items())):
+        token_files[path] = directory / f"tokens-{index}.txt"
+        token_files[path].write_text("\n".join(minted) + "\n", encoding="ascii")
     lines = []
     for index, request in enumerate(requests):
         body_file = directory / f"body-{index:02d}.json"
         body_file.write_bytes(request.body)
-        lines.append(f"{request.method} {request.path} {body_file.resolve()}")
-    manifest = directory / "manifest.txt"
+        line = f"{request.method} {request.path} {body_file.resolve()}"
+        if request.path in token_files:
+            line += f" {token_files[request.path].resolve()}"
+        lines.append(line)
+    manifest = directory / ("manifest-jwt.txt" if tokens else "manifest.txt")
     manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return manifest
 
@@ -79,6 +89,7 @@ def run_wrk(
         url,
         "--",
         str(manifest),
+        str(threads),
     ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 60, check=False)
     line = next((x for x in completed.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)

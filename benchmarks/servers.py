@@ -145,7 +145,8 @@ def _launch(spec: ServerSpec, log_dir: Path, env: dict[str, str] | None) -> Runn
     # metrics are recorded as in production, and served on a port of this server's own
     environment["NALTREXONE_CDS_METRICS_PORT"] = str(free_port())
     environment.update(env or {})
-    environment.update(dict(spec.env))
+    # a setting may name the server's own port (e.g. the public URL a JWT's audience must equal)
+    environment.update({name: value.replace("{port}", str(port)) for name, value in spec.env})
     root = spec.root or ROOT
     # the served tree first (its cds_service shadows the installed one), then the harness (benchmarks.floor)
     paths = [str(root), str(ROOT), environment.get("PYTHONPATH")]

@@ -33,21 +33,25 @@ def test_the_quick_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert results["mode"] == "quick"
     assert results["machine"]["logical_cpus"] >= 1
     assert results["load_generator"]["tool"] in ("wrk", "python")
-    assert set(results["servers"]) == {"service-sync", "floor-sync"}
+    # with wrk the service also runs with authentication on, loaded with single-use ES384/RS384 tokens
+    jwt = results["load_generator"]["tool"] == "wrk"
+    assert set(results["servers"]) == {"service-sync", "floor-sync"} | (
+        {"service-sync-jwt"} if jwt else set()
+    )
     assert results["servers"]["service-sync"]["workers"] >= 1
 
     # every request of the mix was answered, by the service with the cards its scenario expects
     mix = results["requests"]["mix"]
     assert len(mix) >= 10 and {r["hook"] for r in mix} == {"order-select", "order-sign"}
-    for server in ("service-sync", "floor-sync"):
+    for server in results["servers"]:
         assert [row["status"] for row in results["correctness"][server]] == [200] * len(mix)
 
     summary = results["load"]["summary"]
     assert {(row["server"], row["concurrency"]) for row in summary} == {
         (server, c) for server in ("service-sync", "floor-sync") for c in results["plan"]["concurrency"]
-    }
+    } | ({("service-sync-jwt", max(results["plan"]["concurrency"]))} if jwt else set())
     for row in summary:
-        assert row["requests"] > 0 and row["errors"] == 0
+        assert row["requests"] > 0 and row["errors"] == 0, row  # with JWT: every token accepted once
         assert {"requests_per_s", "p50_ms", "p95_ms", "p99_ms"} <= set(row)
     assert results["ratios"]
 
@@ -63,5 +67,8 @@ def test_the_quick_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert typical["cards"], "the typical request is a full evaluation that returns cards"
     assert set(results["profiles"]) == {"typical", "largest"}
     assert (tmp_path / results["profiles"]["typical"]["report"]).is_file()
-    assert {t["id"] for t in results["targets"]} >= {"throughput-vs-floor-sync", "engine-share"}
+    expected_targets = {"throughput-service-sync", "engine-share"} | (
+        {"throughput-service-sync-jwt"} if jwt else set()
+    )
+    assert {t["id"] for t in results["targets"]} >= expected_targets
     assert (tmp_path / "tables.md").read_text(encoding="utf-8").startswith("# naltrexone-cds benchmark")

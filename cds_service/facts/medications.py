@@ -312,6 +312,7 @@ _COUNT_UNITS = frozenset(
 )
 _ABSURD_DOSE_MG = 10_000.0  # no single dose of any product reviewed here comes near 10 g
 _LONGEST_INTERVAL_DAYS = 36_500  # a dose once a century is no regimen
+_SHORTEST_INTERVAL_DAYS = 1 / 1440
 _TEXT_DOSE = re.compile(r"(\d+(?:\.\d+)?)\s*(mg|mcg|g)\b", re.IGNORECASE)
 
 
@@ -420,7 +421,9 @@ def _interval_days(timing: Mapping[str, Any], repeat: Mapping[str, Any]) -> floa
         days = period_days({"value": period, "code": unit})
         frequency = number(repeat.get("frequency")) or 1.0
         if days is not None and 0 < days <= _LONGEST_INTERVAL_DAYS and frequency > 0:
-            return days / frequency
+            interval = days / frequency
+            # doses more often than once a minute are no dosing schedule (a 5e-324 period): unreadable
+            return interval if interval >= _SHORTEST_INTERVAL_DAYS else None
     for code in (c.upper() for c in _codes(timing.get("code"))):
         if code in _TIMING_CODES:
             return _TIMING_CODES[code]

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from flask import Flask
 from hypothesis import given, settings
@@ -22,6 +24,7 @@ from hypothesis import strategies as st
 
 from fhir_fixtures.requests import service_path
 from tests.support import assert_valid
+from tests.support.live import LiveServer
 from tests.support.mutations import BODY, DRAFT_PATHS, PREFETCH_PATHS, replaced
 
 RAW = "\u0000raw:"
@@ -256,3 +259,50 @@ def test_every_long_number_is_read_or_refused(app: Flask, value: str) -> None:
             content_type="application/json",
         )
         assert_answered_or_refused_clearly(response, f"{path} = {value[:40]}")
+
+
+# --- the same properties over real HTTP, against gunicorn (fewer examples: each is a network round trip)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    directory = tmp_path_factory.mktemp("hostile-live")
+    server = LiveServer(
+        directory / "server.log", env={"NALTREXONE_CDS_DATABASE_URL": f"sqlite:///{directory}/audit.sqlite3"}
+    )
+    yield server
+    assert "Traceback" not in server.logs()
+    server.stop()
+
+
+class _HttpAnswer:
+    """An httpx response seen through the Flask test client's names, for the shared assertion."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.status_code = response.status_code
+        self._response = response
+
+    def get_json(self) -> Any:
+        return self._response.json()
+
+    def get_data(self, as_text: bool = False) -> str:
+        return self._response.text
+
+
+@settings(max_examples=40)
+@given(data=st.data())
+def test_hostile_values_over_http_to_gunicorn(live: LiveServer, data: st.DataObject) -> None:
+    path = data.draw(st.one_of(*(st.sampled_from(paths) for paths in PATHS_BY_KIND.values())), label="path")
+    value = data.draw(hostile_like(at(BODY, path)), label="value")
+    hook = data.draw(st.sampled_from(["order-select", "order-sign"]), label="hook")
+    body = replaced(BODY, path, value)
+    body["hook"] = hook
+    if hook == "order-sign":
+        body["context"].pop("selections", None)
+    response = httpx.post(
+        live.url + service_path(hook),
+        content=encoded(body),
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert_answered_or_refused_clearly(_HttpAnswer(response), f"{path} = {str(value)[:80]!r}")
