@@ -103,10 +103,15 @@ def normalise(hook: Hook, body: Mapping[str, Any]) -> Normalised:
         found.append("untyped-selections")
     if isinstance(request.get("prefetch"), Mapping):
         request["prefetch"] = _prefetch(request["prefetch"], found)
-    _refuse_dstu2(request)
-    if _stu3(request):
+    # one pass over every resource (a record may hold 10,000): DSTU2 refused, STU3 and long ids named
+    stu3 = long_ids = False
+    for resource in _resources(request):
+        _refuse_dstu2(resource)
+        stu3 = stu3 or _stu3(resource)
+        long_ids = long_ids or len(str(resource.get("id", ""))) > _FHIR_ID_LENGTH
+    if stu3:
         found.append("stu3-resources")
-    if any(len(str(r.get("id", ""))) > _FHIR_ID_LENGTH for r in _resources(request)):
+    if long_ids:
         found.append("long-resource-ids")
     return Normalised(request, tuple(dict.fromkeys(found)))
 
@@ -169,6 +174,8 @@ def _readable_entries(bundle: Mapping[str, Any], found: list[str], depth: int = 
     entries = bundle.get("entry")
     if not isinstance(entries, list):
         return dict(bundle)
+    if bundle.get("type") != "batch-response" and all(map(_plain_entry, entries)):
+        return dict(bundle)  # the usual searchset: nothing to unwrap (checked without building a copy)
     if bundle.get("type") == "batch-response":
         found.append("nested-bundles")
     readable: list[Any] = []
@@ -188,6 +195,14 @@ def _readable_entries(bundle: Mapping[str, Any], found: list[str], depth: int = 
             continue
         readable.append(entry)
     return {**bundle, "entry": readable}
+
+
+def _plain_entry(entry: Any) -> bool:
+    """``{resource}`` with a resource that is not a Bundle, and no batch ``response`` to read."""
+    if not isinstance(entry, Mapping) or "response" in entry:
+        return False
+    resource = entry.get("resource")
+    return isinstance(resource, Mapping) and resource.get("resourceType") != "Bundle"
 
 
 def _is_resource(value: Any) -> TypeGuard[Mapping[str, Any]]:
@@ -244,27 +259,27 @@ def _resources(request: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
                 yield entry["resource"]
 
 
-def _refuse_dstu2(request: Mapping[str, Any]) -> None:
-    for resource in _resources(request):
-        if isinstance(resource.get("resourceType"), str) and resource["resourceType"] in _DSTU2_ONLY:
-            raise BadRequest(
-                f"the request carries a FHIR DSTU2 {resource['resourceType']}: this service reads FHIR R4 "
-                "(and STU3) MedicationRequest; set the CDS client or its FHIR server to R4",
-                expression="context.draftOrders",
-            )
+def _refuse_dstu2(resource: Mapping[str, Any]) -> None:
+    kind = resource.get("resourceType")
+    if isinstance(kind, str) and kind in _DSTU2_ONLY:
+        raise BadRequest(
+            f"the request carries a FHIR DSTU2 {kind}: this service reads FHIR R4 (and STU3) "
+            "MedicationRequest; set the CDS client or its FHIR server to R4",
+            expression="context.draftOrders",
+        )
 
 
-def _stu3(request: Mapping[str, Any]) -> bool:
-    """STU3 markers in the resources the rules read: statuses as plain strings, MedicationRequest.context."""
-    for resource in _resources(request):
-        kind = resource.get("resourceType")
-        if kind in ("Condition", "AllergyIntolerance") and any(
+def _stu3(resource: Mapping[str, Any]) -> bool:
+    """STU3 markers in the fields the rules read: statuses as plain strings, MedicationRequest.context,
+    a dose on the Dosage itself."""
+    kind = resource.get("resourceType")
+    if kind in ("Condition", "AllergyIntolerance"):
+        return any(
             isinstance(resource.get(status), str) for status in ("clinicalStatus", "verificationStatus")
-        ):
-            return True
-        if kind == "MedicationRequest" and "context" in resource and "encounter" not in resource:
-            return True
-        dosages = resource.get("dosageInstruction") if kind == "MedicationRequest" else None
-        if isinstance(dosages, list) and any(isinstance(d, Mapping) and "doseQuantity" in d for d in dosages):
-            return True
-    return False
+        )
+    if kind != "MedicationRequest":
+        return False
+    if "context" in resource and "encounter" not in resource:
+        return True
+    dosages = resource.get("dosageInstruction")
+    return isinstance(dosages, list) and any(isinstance(d, Mapping) and "doseQuantity" in d for d in dosages)
