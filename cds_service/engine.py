@@ -109,7 +109,11 @@ class RuleEngine:
                 # server replaces the worker after this request (server.py).
                 self.abandoned_sessions += 1
                 raise
-        self._host.delete_state(RULESET, sid)
+        try:
+            self._host.delete_state(RULESET, sid)
+        except BaseException:
+            self.abandoned_sessions += 1  # whatever it left behind stays: the worker is retired likewise
+            raise
 
     def _assert(self, fact: Mapping[str, Any]) -> None:
         with contextlib.suppress(durable.MessageNotHandledException):  # no rule matched this fact

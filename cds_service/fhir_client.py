@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -92,7 +93,8 @@ class HttpFetcher:
                     limits=httpx.Limits(
                         max_connections=32, max_keepalive_connections=16, keepalive_expiry=30
                     ),
-                    headers={"Accept": _ACCEPT},
+                    # only codings _body can undo within its limit (not br, zstd or stacked ones)
+                    headers={"Accept": _ACCEPT, "Accept-Encoding": "gzip, identity"},
                 )
                 self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fhir-fetch")
                 self._owner_pid = os.getpid()
@@ -213,21 +215,44 @@ class FetchSession:
         return result
 
     def _body(self, response: httpx.Response) -> bytes:
-        """The body, read only while the budget lasts and up to ``max_page_bytes``: a page that trickles
-        in or never ends must not keep this pool thread (and its connection) after the answer is sent."""
+        """The body, read only while the budget lasts and up to ``max_page_bytes`` once decompressed: a
+        page that trickles in or never ends must not keep this pool thread (and its connection) after the
+        answer is sent, and a small compressed answer must not expand into gigabytes."""
         limit = self._policy.max_page_bytes
         too_large = f"a page larger than {limit // 2**20} MiB"
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise _Failed(too_large, "unreadable")
+        coding = response.headers.get("Content-Encoding", "").strip().lower()
+        if coding in ("", "identity"):
+            decoder = None
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise _Failed(too_large, "unreadable")
+        elif coding in ("gzip", "x-gzip", "deflate"):
+            decoder = zlib.decompressobj(wbits=zlib.MAX_WBITS | 32)  # a gzip or zlib header, either
+        else:
+            raise _Failed("a page in a content coding this service does not read", "unreadable")
         chunks: list[bytes] = []
         size = 0
-        for chunk in response.iter_bytes():  # decoded: a compressed page counts at its real size
-            size += len(chunk)
-            if size > limit:
-                raise _Failed(too_large, "unreadable")
-            self._remaining()
-            chunks.append(chunk)
+        try:
+            for raw in response.iter_raw():
+                pending = raw
+                while pending:
+                    if decoder is None:
+                        data, pending = pending, b""
+                    else:  # never more output than the limit allows, however small the input
+                        data = decoder.decompress(pending, limit - size + 1)
+                        pending = decoder.unconsumed_tail
+                    size += len(data)
+                    if size > limit:
+                        raise _Failed(too_large, "unreadable")
+                    chunks.append(data)
+                    self._remaining()
+            if decoder is not None:
+                rest = decoder.flush()
+                if size + len(rest) > limit:
+                    raise _Failed(too_large, "unreadable")
+                chunks.append(rest)
+        except zlib.error:
+            raise _Failed("a compressed page that does not decompress", "unreadable") from None
         return b"".join(chunks)
 
     def _read(self, path: str) -> Mapping[str, Any]:

@@ -312,9 +312,10 @@ def _search_failure(bundle: Mapping[str, Any]) -> str | None:
     for entry in bundle.get("entry", []):
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
-            issues = [i for i in resource.get("issue", []) if isinstance(i, dict)]
-            severities = {i.get("severity") for i in issues}
-            codes = {i.get("code") for i in issues}
+            listed = resource.get("issue")
+            issues = [i for i in listed if isinstance(i, dict)] if isinstance(listed, list) else []
+            severities = {i.get("severity") for i in issues if isinstance(i.get("severity"), str)}
+            codes = {i.get("code") for i in issues if isinstance(i.get("code"), str)}
             # a search cut short (even as a mere warning) did not return everything asked for
             if severities & {"error", "fatal"} or codes & _RESULTS_CUT_SHORT:
                 return _outcome_text(resource)
@@ -332,7 +333,12 @@ def _outcome_text(outcome: Mapping[str, Any]) -> str:
     texts = []
     for issue in outcome.get("issue", []) if isinstance(outcome.get("issue"), list) else []:
         if isinstance(issue, dict):
-            text = issue.get("diagnostics") or (issue.get("details") or {}).get("text") or issue.get("code")
+            details = issue.get("details")
+            text = (
+                issue.get("diagnostics")
+                or (details.get("text") if isinstance(details, dict) else None)
+                or issue.get("code")
+            )
             if isinstance(text, str):
                 texts.append(text)
     joined = "; ".join(texts) or "no details given"

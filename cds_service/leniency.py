@@ -189,9 +189,14 @@ def _readable_entries(bundle: Mapping[str, Any], found: list[str], depth: int = 
             if failed is not None:
                 readable.append({"resource": failed, "search": {"mode": "outcome"}})
             continue
-        if _is_resource(resource) and resource["resourceType"] == "Bundle" and depth < _MAX_NESTING:
+        if (
+            _is_resource(resource)
+            and resource["resourceType"] == "Bundle"
+            and isinstance(resource.get("entry"), list)
+            and depth < _MAX_NESTING
+        ):
             found.append("nested-bundles")
-            readable.extend(_readable_entries(resource, found, depth + 1).get("entry") or [])
+            readable.extend(_readable_entries(resource, found, depth + 1)["entry"])
             continue
         readable.append(entry)
     return {**bundle, "entry": readable}

@@ -9,14 +9,25 @@ the app loads); anything that imports it earlier gets per-process values, which 
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
-import shutil
+import re
 import sys
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
+
+from cds_service.logs import log_fields
+
+P = ParamSpec("P")
+log = logging.getLogger("naltrexone_cds.metrics")
+_failed: list[str] = []
+_COUNT_FILE = re.compile(r"(counter|gauge|histogram|summary)_[a-z_]*?\d+\.db")
+"""The files prometheus-client writes (``counter_1234.db``, ``gauge_max_1234.db``...)."""
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Answers are milliseconds; the budget for fetching is 300 ms; anything past a few seconds is a stall.
@@ -100,18 +111,45 @@ def _instruments() -> _Instruments:
 
 
 def use_directory(directory: Path) -> None:
-    """Makes every process of this server write its metrics into ``directory`` (emptied first: counts of
-    an earlier run must not be added to this one's)."""
+    """Makes every process of this server write its metrics into ``directory``. An earlier run's count
+    files are removed (they must not be added to this run's); anything else there is refused, never
+    deleted: a mistyped setting must not empty a directory of other data."""
     if "prometheus_client" in sys.modules and os.environ.get(MULTIPROCESS_ENV) != str(directory):
         raise MetricsError("prometheus_client was imported before the metrics directory was chosen")
     if directory.exists():
+        others = [child.name for child in directory.iterdir() if not _COUNT_FILE.fullmatch(child.name)]
+        if others:
+            raise MetricsError(
+                f"the metrics directory {directory} holds other files ({', '.join(sorted(others)[:3])}): "
+                "give it a directory of its own"
+            )
         for child in directory.iterdir():
-            if child.is_dir():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
+            child.unlink()
     directory.mkdir(parents=True, exist_ok=True)
     os.environ[MULTIPROCESS_ENV] = str(directory)
+
+
+def default_directory() -> Path:
+    """A new directory in memory when the system has one (/dev/shm): the counts are memory-mapped files,
+    and a full disk would kill a worker writing one (SIGBUS) instead of failing a write."""
+    shm = Path("/dev/shm")
+    parent = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+    return Path(tempfile.mkdtemp(prefix="naltrexone-cds-metrics-", dir=parent))
+
+
+def _never_raises(record: Callable[P, None]) -> Callable[P, None]:
+    """Counting must never cost an answer: a failure is logged once per process and ignored."""
+
+    @functools.wraps(record)
+    def safely(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            record(*args, **kwargs)
+        except Exception as error:
+            if not _failed:
+                _failed.append(type(error).__name__)
+                log.error("metrics could not be recorded", extra=log_fields(error=type(error).__name__))
+
+    return safely
 
 
 def worker_exited(pid: int) -> None:
@@ -133,10 +171,12 @@ def start_exporter(host: str, port: int) -> Any:
     return server
 
 
+@_never_raises
 def observe_request(endpoint: str, service: str, status: int, seconds: float) -> None:
     _instruments().requests.labels(endpoint, service, str(status)).observe(seconds)
 
 
+@_never_raises
 def count_cards(service: str, cards: Iterable[tuple[str, str]]) -> None:
     """``cards``: (rule id, indicator) of each card returned."""
     counter = _instruments().cards
@@ -144,33 +184,40 @@ def count_cards(service: str, cards: Iterable[tuple[str, str]]) -> None:
         counter.labels(service, rule, indicator).inc()
 
 
+@_never_raises
 def count_fhir_query(outcome: str) -> None:
     _instruments().fhir_queries.labels(outcome).inc()
 
 
+@_never_raises
 def count_fhir_refusal(reason: str) -> None:
     _instruments().fhir_refusals.labels(reason).inc()
 
 
+@_never_raises
 def count_audit_failure(cards: int) -> None:
     instruments = _instruments()
     instruments.audit_failures.inc()
     instruments.audit_unrecorded_cards.inc(cards)
 
 
+@_never_raises
 def count_auth_refusal(reason: str) -> None:
     _instruments().auth_refusals.labels(reason).inc()
 
 
+@_never_raises
 def count_deviations(service: str, deviations: Iterable[str]) -> None:
     counter = _instruments().deviations
     for deviation in deviations:
         counter.labels(service, deviation).inc()
 
 
+@_never_raises
 def count_feedback(service: str, outcome: str) -> None:
     _instruments().feedback.labels(service, outcome).inc()
 
 
+@_never_raises
 def announce_rules(version: str, content_hash: str) -> None:
     _instruments().rules.labels(version, content_hash).set(1)

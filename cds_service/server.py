@@ -8,7 +8,6 @@ import ipaddress
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +178,7 @@ def serve(settings: Settings) -> None:
 
 def prepare_metrics_directory(configured: Path | None) -> None:
     """Before the app is loaded: every worker writes its counts there for the master to sum."""
-    directory = configured or Path(tempfile.mkdtemp(prefix="naltrexone-cds-metrics-"))
+    directory = configured or metrics.default_directory()
     metrics.use_directory(directory)
     if configured is None:
         master = os.getpid()

@@ -124,8 +124,9 @@ class Settings:
     )
     metrics_dir: Path | None = _setting(
         None,
-        "Empty directory where the workers keep their metric counts (emptied at start-up); default: a new "
-        "temporary directory per start.",
+        "Directory of its own where the workers keep their metric counts (an earlier run's count files are "
+        "removed, any other file refused); default: a new directory in /dev/shm (or the temporary "
+        "directory) per start.",
     )
     policy_file: Path | None = _setting(
         None, "YAML file overriding values of rules/policy.yaml (washout days, look-backs, LFT multiples...)."

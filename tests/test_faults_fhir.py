@@ -48,6 +48,10 @@ FAULTS = {
     # no Content-Length: read until the limit, unless the budget runs out first on a slow machine
     "huge-unsized": ("a page larger than 8 MiB", f"no answer within the {BUDGET_MS} ms budget"),
     "trickle": (f"no answer within the {BUDGET_MS} ms budget",),
+    # compressed answers are undone only up to the limit: a bomb never expands in memory
+    "gzip-bomb": ("a page larger than 8 MiB",),
+    "gzip-twice": ("a page in a content coding this service does not read",),
+    "gzip-huge": ("a page larger than 8 MiB", f"no answer within the {BUDGET_MS} ms budget"),
 }
 
 
@@ -169,3 +173,12 @@ def test_the_fault_server_really_misbehaves(service: Service) -> None:
             pytest.fail("the trickling page ended within a second")
     with pytest.raises(httpx.ReadError):
         httpx.get(service.base("reset") + "/Observation", timeout=5)
+    assert (
+        len(httpx.get(service.base("gzip-huge") + "/Observation", timeout=30).content)
+        >= 40 * 1024 * 1024 - 1024
+    )
+
+
+def test_a_gzipped_page_within_the_limit_is_read(service: Service) -> None:
+    answer = service.call("gzip-ok")
+    assert answer.status == 200 and not DATA_GAPS & set(answer.cards), sorted(answer.cards)

@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -273,3 +274,53 @@ def test_a_busy_metrics_port_costs_the_metrics_not_the_service(tmp_path: Path) -
             assert "metrics are not served" in server.logs()
         finally:
             server.stop()
+
+
+def test_a_failure_to_count_never_costs_an_answer(caplog: pytest.LogCaptureFixture) -> None:
+    from cds_service import metrics
+
+    metrics.count_cards(SERVICE, [("only-a-rule",)])  # type: ignore[list-item]  # a malformed card pair
+    metrics.count_cards(SERVICE, [("only-a-rule",)])  # type: ignore[list-item]
+    said = [r for r in caplog.records if r.getMessage() == "metrics could not be recorded"]
+    assert len(said) <= 1  # said once per process, not once per request
+
+
+def test_a_metrics_directory_holding_other_files_is_refused_not_emptied(tmp_path: Path) -> None:
+    directory = tmp_path / "data"
+    directory.mkdir()
+    (directory / "naltrexone-cds.sqlite3").write_text("audit trail")
+    (directory / "counter_123.db").write_bytes(b"\0")
+    command = [str(Path(sys.executable).with_name("naltrexone-cds")), "serve"]
+    command += ["--port", str(free_port()), "--workers", "1"]
+    env = {
+        **os.environ,
+        "NALTREXONE_CDS_ALLOW_UNAUTHENTICATED": "true",
+        "NALTREXONE_CDS_DATABASE_URL": f"sqlite:///{tmp_path}/audit.sqlite3",
+        "NALTREXONE_CDS_METRICS_PORT": str(free_port()),
+        "NALTREXONE_CDS_METRICS_DIR": str(directory),
+    }
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0
+    assert "holds other files" in result.stderr + result.stdout
+    assert (directory / "naltrexone-cds.sqlite3").read_text() == "audit trail"
+
+
+def test_an_earlier_runs_counts_are_removed_at_start(tmp_path: Path) -> None:
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    (directory / "counter_99999.db").write_bytes(b"stale")
+    metrics_port = free_port()
+    server = LiveServer(
+        tmp_path / "server.log",
+        env={
+            "NALTREXONE_CDS_METRICS_PORT": str(metrics_port),
+            "NALTREXONE_CDS_METRICS_DIR": str(directory),
+            "NALTREXONE_CDS_DATABASE_URL": f"sqlite:///{tmp_path}/audit.sqlite3",
+        },
+        workers=1,
+    )
+    try:
+        assert not (directory / "counter_99999.db").exists()
+        assert httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).status_code == 200
+    finally:
+        server.stop()

@@ -108,7 +108,9 @@ from cds_service.store.records import (
 )
 
 _JTI_PURGE_INTERVAL_S = 60.0
-PRUNE_BATCH_ROWS = 5_000
+PRUNE_BATCH_ROWS = {"sqlite": 1_000, "postgresql": 5_000}
+"""Cards (or JWT ids) per prune transaction. SQLite has one writer: its batch must stay far below the
+1 s that a request's write waits for the lock (1,000 cards: about 0.05–0.08 s here)."""
 _MAX_PRUNE_BATCH_ROWS = 10_000  # one IN list per batch: well within SQLite's and libpq's parameter limits
 # SQLite's busy handler lets a waiting writer sleep up to 100 ms between tries: a pause as long between
 # batches lets every writer that queued during one batch in before the next.  PostgreSQL waiters queue.
@@ -549,7 +551,7 @@ class Store:
         audit_retention: timedelta,
         feedback_retention: timedelta,
         dry_run: bool = False,
-        batch_rows: int = PRUNE_BATCH_ROWS,
+        batch_rows: int | None = None,
         pause: float | None = None,
         on_batch: Callable[[dict[str, int]], None] | None = None,
     ) -> PruneResult:
@@ -562,6 +564,7 @@ class Store:
         """
         if audit_retention <= timedelta(0) or feedback_retention <= timedelta(0):
             raise ValueError("retention periods must be positive")
+        batch_rows = PRUNE_BATCH_ROWS[self.backend] if batch_rows is None else batch_rows
         if not 1 <= batch_rows <= _MAX_PRUNE_BATCH_ROWS:
             raise ValueError(f"batch_rows must be 1-{_MAX_PRUNE_BATCH_ROWS}, not {batch_rows}")
         now = self._clock()
@@ -621,6 +624,15 @@ class Store:
             if locking:  # cards whose feedback is being recorded right now are left for the next run
                 query = query.with_for_update(skip_locked=True)
             uuids = conn.execute(query).scalars().all()
+            if locking and uuids:
+                # The condition above was read in the snapshot the statement started with: feedback that
+                # committed while it ran (before its card was reached and locked) is not in it. Read
+                # again, now that the cards are ours and no feedback can be added to them.
+                uuids = (
+                    conn.execute(select(card.card_uuid).where(card.card_uuid.in_(uuids), *expired_card))
+                    .scalars()
+                    .all()
+                )
             if not uuids:
                 return {}
             return {

@@ -169,3 +169,31 @@ def test_the_server_still_answers_after_all_of_it(server: LiveServer) -> None:
 def test_the_log_holds_no_traceback(server: LiveServer) -> None:
     assert "Traceback" not in server.logs()
     assert "unhandled error" not in server.logs()
+
+
+@pytest.mark.parametrize(
+    "issue",
+    [{"severity": {}, "code": ["x"]}, {"severity": "error", "code": "x", "details": "x"}, 5],
+    ids=["unhashable severity and code", "details as a string", "issue not an object"],
+)
+def test_an_odd_operation_outcome_in_a_searchset_is_read_not_a_crash(server: LiveServer, issue: Any) -> None:
+    body = copy.deepcopy(BODY)
+    outcome = {"resourceType": "OperationOutcome", "issue": issue if issue == 5 else [issue]}
+    body["prefetch"]["conditions"]["entry"].append({"resource": outcome, "search": {"mode": "outcome"}})
+    assert_cards(post(server, body))
+
+
+@pytest.mark.parametrize("entries", [5, True, "x", {"a": 1}])
+def test_a_nested_bundle_whose_entries_are_not_a_list_is_answered_or_refused(
+    server: LiveServer, entries: Any
+) -> None:
+    nested = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+    in_prefetch = copy.deepcopy(BODY)
+    in_prefetch["prefetch"]["conditions"]["entry"].append({"resource": nested})
+    assert_cards(post(server, in_prefetch))
+    in_drafts = copy.deepcopy(BODY)
+    in_drafts["context"]["draftOrders"]["entry"].append({"resource": nested})
+    response = post(server, in_drafts)
+    assert response.status_code in (200, 400), response.text[:300]
+    if response.status_code == 400:
+        assert response.json()["issue"][0]["diagnostics"]

@@ -6,7 +6,10 @@
 ``ok`` (an empty searchset); and the transport faults: ``reset`` (reads the request, then resets the
 connection), ``hangup`` (reads the request, then closes without a word), ``huge`` (a valid searchset of
 ``HUGE_BYTES``, with its Content-Length), ``huge-unsized`` (the same without a length: read to the close),
-``trickle`` (a valid searchset whose bytes come one every ``TRICKLE_INTERVAL`` for ``TRICKLE_SECONDS``).
+``trickle`` (a valid searchset whose bytes come one every ``TRICKLE_INTERVAL`` for ``TRICKLE_SECONDS``);
+and compressed answers: ``gzip-bomb`` (250 kB of gzipped zeros that expand to 256 MiB), ``gzip-twice`` (the
+same gzipped again, ``Content-Encoding: gzip, gzip``), ``gzip-huge``
+(the huge searchset gzipped, under the size limit until decompressed), ``gzip-ok`` (an empty searchset).
 
 ``FaultServer`` runs in the calling process; ``fault_server_process`` runs one in a child process, so that
 a test timing the service is not slowed by the bad server sharing its interpreter (its GIL).
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gzip
 import json
 import socket
 import struct
@@ -23,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,6 +38,23 @@ HUGE_BYTES = 40 * 1024 * 1024
 TRICKLE_INTERVAL = 0.05
 TRICKLE_SECONDS = 20.0
 _SEARCHSET_HEAD = b'{"resourceType": "Bundle", "type": "searchset", "entry": ['
+
+
+_EMPTY_SEARCHSET = b'{"resourceType": "Bundle", "type": "searchset", "entry": []}'
+
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    """About 250 kB that are 256 MiB of zeros once decompressed (compressed a MiB at a time)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: a gzip header
+    block = b"\0" * (1 << 20)
+    return b"".join(compressor.compress(block) for _ in range(256)) + compressor.flush()
+
+
+@functools.cache
+def gzip_huge() -> bytes:
+    """The 40 MB searchset, gzipped to well under the 8 MiB limit."""
+    return gzip.compress(huge_searchset(), compresslevel=6)
 
 
 @functools.cache
@@ -77,6 +99,14 @@ class _Handler(BaseHTTPRequestHandler):
         elif mode == "hangup":
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
+        elif mode == "gzip-bomb":
+            self._send(200, gzip_bomb(), "application/fhir+json", encoding="gzip")
+        elif mode == "gzip-twice":
+            self._send(200, gzip.compress(gzip_bomb()), "application/fhir+json", encoding="gzip, gzip")
+        elif mode == "gzip-huge":
+            self._send(200, gzip_huge(), "application/fhir+json", encoding="gzip")
+        elif mode == "gzip-ok":
+            self._send(200, gzip.compress(_EMPTY_SEARCHSET), "application/fhir+json", encoding="gzip")
         elif mode == "huge":
             self._send(200, huge_searchset(), "application/fhir+json")
         elif mode == "huge-unsized":
@@ -102,10 +132,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, body: Any) -> None:
         self._send(status, json.dumps(body).encode(), "application/fhir+json")
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def _send(self, status: int, body: bytes, content_type: str, encoding: str | None = None) -> None:
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
+            if encoding:
+                self.send_header("Content-Encoding", encoding)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -188,9 +220,10 @@ def fault_server_process() -> Iterator[Callable[[str], str]]:
 
 
 def _main() -> None:
-    """Serves until standard input closes; prints the port first."""
+    """Serves until standard input closes; prints the port first (once the big answers are built, so that
+    building them costs no request its time budget)."""
+    huge_searchset(), gzip_huge(), gzip_bomb()
     server = FaultServer()
-    huge_searchset()  # built before the first request, not during it
     print(server.server_address[1], flush=True)
     sys.stdin.read()
     server.stop()
