@@ -174,7 +174,9 @@ _MARKDOWN_SPECIALS = str.maketrans({c: f"\\{c}" for c in "\\`*_[]<>|#"} | {"\n":
 # Control characters break lines and terminals; direction overrides and invisible characters can make a
 # card read differently from what it says (U+202E turns "gm 05" into "50 mg").
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ud800-\udfff]")
+_INVISIBLE = re.compile(
+    "[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ud800-\udfff\U000e0000-\U000e007f]"
+)  # the last range: Unicode "tag" characters, invisible text that can smuggle words past a reader
 
 
 def shown(text: str, limit: int = MAX_ECHOED) -> str:

@@ -144,7 +144,9 @@ def test_an_extension_nested_hundreds_deep_in_a_draft_is_400_naming_the_draft(
 
 def test_record_text_reaches_a_card_clean_and_bounded(server: LiveServer) -> None:
     said = (
-        "see note \u202egm 05\u202c <b>bold</b> [link](javascript:alert(1)) \x07\x1b\u200b" + "A" * 8_000_000
+        "see note \u202egm 05\u202c <b>bold</b> [link](javascript:alert(1)) \x07\x1b\u200b"
+        + "\U000e0049\U000e0047"  # Unicode tag characters: invisible text
+        + "A" * 8_000_000
     )
     screen = c.urine_opiates("negative", when=-1)
     screen.pop("valueCodeableConcept", None)
@@ -154,7 +156,9 @@ def test_record_text_reaches_a_card_clean_and_bounded(server: LiveServer) -> Non
     assert len(response.content) < 20_000  # the 8 MB text is not echoed
     text = " ".join(card["summary"] + card.get("detail", "") for card in cards)
     assert "see note" in text  # what the record says is shown...
-    assert not re.search("[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u200b]", text)  # ...without what hides it
+    assert not re.search(
+        "[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u200b\U000e0000-\U000e007f]", text
+    )  # ...nor what hides it
     # markup stays text: escaped, so no renderer makes it a tag or a link
     assert not re.search(r"(?<!\\)<b", text) and not re.search(r"(?<!\\)\]\(javascript", text)
 
