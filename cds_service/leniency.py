@@ -35,7 +35,8 @@ DEVIATIONS = {
     "untyped-selections": "selections give a bare id, without `MedicationRequest/`",
     "hook-instance-not-uuid": "hookInstance is not a UUID",
     "prefetch-batch-entries": "prefetch values are batch-response entries ({response, resource})",
-    "unreadable-prefetch-item": "a prefetch batch entry without a FHIR resource, read as a failed query",
+    "unreadable-prefetch-item": "a prefetch batch entry without a FHIR resource (whatever its status), or a "
+    "Bundle inside an answer that cannot be read, read as a failed query",
     "unknown-fields": "fields CDS Hooks 2.0.1 does not define were ignored",
     "stu3-resources": "FHIR STU3 resources, read as R4 where the fields the rules read agree",
     "long-resource-ids": "resource ids longer than FHIR's 64 characters (Epic's draft orders), kept as sent",
@@ -63,7 +64,7 @@ _FHIR_ID_LENGTH = 64
 _STATUS = re.compile(r"\d{3}\b")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _MAX_NESTING = 4
-"""Bundles inside Bundles read this deep; deeper ones are left as they are (and read as no data)."""
+"""Bundles inside Bundles read this deep; a deeper one is a failed query (in the draft orders, a 400)."""
 
 
 @dataclass(frozen=True)
@@ -158,19 +159,23 @@ def _as_bundle(value: Any, found: list[str]) -> dict[str, Any]:
     """Draft orders as a Bundle of ``{resource}`` entries, whatever shape they came in."""
     if isinstance(value, list):
         bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in value]}
-        return _readable_entries(bundle, found)
+        return _readable_entries(bundle, found, drafts=True)
     if value.get("resourceType") != "Bundle":
         found.append("draft-not-a-bundle")
         return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": value}]}
     if "type" not in value:
         found.append("bundle-without-type")
-    return _readable_entries(value, found)
+    return _readable_entries(value, found, drafts=True)
 
 
-def _readable_entries(bundle: Mapping[str, Any], found: list[str], depth: int = 0) -> dict[str, Any]:
+def _readable_entries(
+    bundle: Mapping[str, Any], found: list[str], depth: int = 0, *, drafts: bool = False
+) -> dict[str, Any]:
     """``bundle`` with every entry ``{resource}``: bare resources wrapped, the entries of a Bundle inside
     an entry (or of a batch-response) read in its place, a batch entry that failed turned into an error
-    outcome entry (the search did not run as asked: its data is unavailable, said on a card)."""
+    outcome entry (the search did not run as asked: its data is unavailable, said on a card). A Bundle
+    inside that cannot be read (entries not a list, nested too deep) is a failed query too — or, among the
+    draft orders, a 400: an order in it could be the one under review."""
     entries = bundle.get("entry")
     if not isinstance(entries, list):
         return dict(bundle)
@@ -185,18 +190,23 @@ def _readable_entries(bundle: Mapping[str, Any], found: list[str], depth: int = 
             entry = {"resource": entry}
         resource = entry.get("resource") if isinstance(entry, Mapping) else None
         if isinstance(entry, Mapping) and "response" in entry and not _is_resource(resource):
-            failed = _batch_entry(entry, found)
-            if failed is not None:
-                readable.append({"resource": failed, "search": {"mode": "outcome"}})
+            readable.append({"resource": _batch_entry(entry, found), "search": {"mode": "outcome"}})
             continue
-        if (
-            _is_resource(resource)
-            and resource["resourceType"] == "Bundle"
-            and isinstance(resource.get("entry"), list)
-            and depth < _MAX_NESTING
-        ):
+        if _is_resource(resource) and resource["resourceType"] == "Bundle":
             found.append("nested-bundles")
-            readable.extend(_readable_entries(resource, found, depth + 1)["entry"])
+            if isinstance(resource.get("entry"), list) and depth < _MAX_NESTING:
+                readable.extend(_readable_entries(resource, found, depth + 1, drafts=drafts)["entry"])
+                continue
+            if "entry" not in resource:
+                continue  # an empty Bundle: nothing in it
+            if drafts:
+                raise BadRequest(
+                    "context.draftOrders holds a Bundle whose entries cannot be read (not a list, or "
+                    f"Bundles nested more than {_MAX_NESTING} deep)",
+                    expression="context.draftOrders",
+                )
+            found.append("unreadable-prefetch-item")
+            readable.append({"resource": _failed_query("a Bundle inside the answer could not be read")})
             continue
         readable.append(entry)
     return {**bundle, "entry": readable}
@@ -241,13 +251,20 @@ def _batch_entry(entry: Mapping[str, Any], found: list[str]) -> Any:
     response = entry.get("response")
     # only the status code is kept: the rest is client text, and this one goes onto a card
     status = _STATUS.match(str(response.get("status", ""))) if isinstance(response, Mapping) else None
-    if resource is None and status is not None and status.group().startswith("2"):
-        return None
     found.append("unreadable-prefetch-item")
-    failure = f"query failed with status {status.group()}" if status else "query result unreadable"
+    if status is not None and status.group().startswith("2"):
+        # a search or read that succeeded returns a resource (an empty searchset at least): without one,
+        # what the EHR holds is unknown, not "nothing"
+        return _failed_query(f"query answered {status.group()} without a result")
+    return _failed_query(
+        f"query failed with status {status.group()}" if status else "query result unreadable"
+    )
+
+
+def _failed_query(diagnostics: str) -> dict[str, Any]:
     return {
         "resourceType": "OperationOutcome",
-        "issue": [{"severity": "error", "code": "processing", "diagnostics": failure}],
+        "issue": [{"severity": "error", "code": "processing", "diagnostics": diagnostics}],
     }
 
 

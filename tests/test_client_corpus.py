@@ -7,8 +7,8 @@ FHIR STU3) and cqf-ruler's opioid CDS tests (tests/data/cqf-ruler, Apache 2.0: R
 Each request is sent twice: as published (a digoxin, warfarin, NSAID or opioid order: 200, and nothing
 for a naltrexone service to say about a patient not known to take naltrexone) and with its draft
 medication replaced by naltrexone 50 mg daily (200, and never silent: what the request carries is
-incomplete for naltrexone, so the cards say what could not be checked). The server may not contact the
-fhirServers the requests name: its allowlist is a local port that refuses connections.
+incomplete for naltrexone, so the cards say what could not be checked). The fhirServer each request names
+is replaced by a local port of the test that refuses connections (the only server on the allowlist).
 """
 
 from __future__ import annotations
@@ -24,14 +24,20 @@ import httpx
 import pytest
 
 from tests.support import assert_valid
+from tests.support.client_corpus import (
+    CQF_RULER,
+    DATA,
+    OPIOID_IN_USE,
+    PDDI,
+    REQUESTS,
+    SUBJECT_DIFFERS_FROM_CONTEXT,
+    expected_deviations,
+    is_cqf_ruler,
+    published,
+)
 from tests.support.databases import dump
 from tests.support.live import LiveServer, closed_port
 from tests.support.rule_contract import ADDITIONS, CONTRACT
-
-DATA = Path(__file__).parent / "data"
-PDDI = sorted((DATA / "pddi-cds" / "requests").glob("*.json"))
-CQF_RULER = sorted((DATA / "cqf-ruler" / "requests").glob("*.json"))
-REQUESTS = PDDI + CQF_RULER
 
 NALTREXONE_50_MG = {
     "coding": [
@@ -48,62 +54,26 @@ ONCE_DAILY = {
     "route": {"coding": [{"system": "http://snomed.info/sct", "code": "26643006", "display": "Oral route"}]},
 }
 
-# What each published request deviates from CDS Hooks 2.0.1 (and FHIR R4) in: its log line names them.
-# The guide's draftOrders Bundles have no `type`.
-ORDER_HOOK_DEVIATIONS = {"user-at-top-level", "patient-at-top-level", "stu3-resources", "bundle-without-type"}
-MEDICATION_PRESCRIBE_DEVIATIONS = {
-    "medication-prescribe",
-    "bundle-without-type",  # context.medications is a Bundle without `type`
-    "unknown-fields",  # applyCql, and scenario items beside the context's fields
-    "user-at-top-level",
-    "typed-context-ids",  # "Patient/…", "Encounter/…"
-    "bare-bundle-entries",
-    "prefetch-in-context",
-    "prefetch-batch-entries",
-    "stu3-resources",
-}
-# The guide's warfarin/NSAID scenarios put Patient/patient-warfarin-nsaid-over65-prefetch in the context
-# but Patient/warfarin-nsaid-over65-prefetch in the draft order's subject.
-SUBJECT_DIFFERS_FROM_CONTEXT = {f"request-warfarin-nsaid-scenario-0{n}.json" for n in range(1, 6)}
-CQF_RULER_DEVIATIONS = {
-    # its draft R4 MedicationRequest puts `doseQuantity` on the Dosage, where STU3 has it
-    "opioidcds-01-request.json": {"typed-context-ids", "stu3-resources"},
-    "opioidcds-01-request-prefetch.json": {"typed-context-ids", "prefetch-batch-entries", "stu3-resources"},
-    "opioidcds-04-request.json": {"typed-context-ids"},
-    # its prefetched R4 MedicationRequest has STU3's `context`
-    "opioidcds-04-request-prefetch.json": {"typed-context-ids", "prefetch-batch-entries", "stu3-resources"},
-    "opioidcds-08-request.json": {"long-resource-ids"},
-    "opioidcds-08-request-prefetch.json": {"prefetch-batch-entries", "long-resource-ids"},
-}
-# Their prefetch shows an opioid in current use: buprenorphine/naloxone (01), oxycodone (04).
-OPIOID_IN_USE = {"opioidcds-01-request-prefetch.json", "opioidcds-04-request-prefetch.json"}
 
-
-def is_cqf_ruler(path: Path) -> bool:
-    return path.parent.parent.name == "cqf-ruler"
-
-
-def expected_deviations(path: Path, body: dict[str, Any]) -> set[str]:
-    if is_cqf_ruler(path):
-        return CQF_RULER_DEVIATIONS[path.name]
-    return (
-        MEDICATION_PRESCRIBE_DEVIATIONS if body["hook"] == "medication-prescribe" else ORDER_HOOK_DEVIATIONS
-    )
+@pytest.fixture(scope="module")
+def fhir_server() -> Iterator[str]:
+    """The FHIR server the corpus requests name here: a local port of this test that refuses connections."""
+    with closed_port() as port:
+        yield f"http://127.0.0.1:{port}/fhir"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server(tmp_path_factory: pytest.TempPathFactory, fhir_server: str) -> Iterator[LiveServer]:
     directory = tmp_path_factory.mktemp("client-corpus")
-    with closed_port() as port:
-        live = LiveServer(
-            directory / "server.log",
-            env={
-                "NALTREXONE_CDS_FHIR_SERVER_ALLOWLIST": f"http://127.0.0.1:{port}/",
-                "NALTREXONE_CDS_DATABASE_URL": f"sqlite:///{directory / 'audit.sqlite3'}",
-            },
-        )
-        yield live
-        live.stop()
+    live = LiveServer(
+        directory / "server.log",
+        env={
+            "NALTREXONE_CDS_FHIR_SERVER_ALLOWLIST": fhir_server,
+            "NALTREXONE_CDS_DATABASE_URL": f"sqlite:///{directory / 'audit.sqlite3'}",
+        },
+    )
+    yield live
+    live.stop()
 
 
 def service_for(body: dict[str, Any]) -> str:
@@ -159,9 +129,9 @@ def test_the_corpus_is_the_published_one() -> None:
 
 @pytest.mark.parametrize("path", REQUESTS, ids=lambda p: p.stem)
 def test_each_request_as_published_is_answered_with_its_deviations_named(
-    server: LiveServer, path: Path
+    server: LiveServer, fhir_server: str, path: Path
 ) -> None:
-    body = json.loads(path.read_text(encoding="utf-8"))
+    body = published(path, fhir_server)
     response = post(server, body)
     assert response.status_code == 200, response.text
     assert_valid("CdsResponse", response.json())
@@ -172,9 +142,9 @@ def test_each_request_as_published_is_answered_with_its_deviations_named(
 
 @pytest.mark.parametrize("path", REQUESTS, ids=lambda p: p.stem)
 def test_each_request_with_naltrexone_instead_says_what_it_could_not_check(
-    server: LiveServer, path: Path
+    server: LiveServer, fhir_server: str, path: Path
 ) -> None:
-    body = with_naltrexone(json.loads(path.read_text(encoding="utf-8")), stu3=not is_cqf_ruler(path))
+    body = with_naltrexone(published(path, fhir_server), stu3=not is_cqf_ruler(path))
     response = post(server, body)
     assert response.status_code == 200, response.text
     answer = response.json()
@@ -182,7 +152,7 @@ def test_each_request_with_naltrexone_instead_says_what_it_could_not_check(
     cards = {card["source"]["topic"]["code"]: card for card in answer["cards"]}
     for rule_id, card in cards.items():
         assert card["indicator"] in (CONTRACT | ADDITIONS)[rule_id], rule_id
-    # the corpus carries none of this service's prefetch, and its fhirServer may not be contacted
+    # the corpus carries none of this service's prefetch, and its fhirServer (a closed port) answers nothing
     assert {"opioid-history-unverified", "patient-data-unverified"} <= set(cards)
     assert cards["patient-data-unverified"]["summary"].startswith("Check the record yourself")
     if path.name in SUBJECT_DIFFERS_FROM_CONTEXT:
@@ -197,9 +167,11 @@ def test_each_request_with_naltrexone_instead_says_what_it_could_not_check(
         assert "opioid-active" not in cards
 
 
-def test_a_request_without_a_user_is_answered_and_audited_with_the_user_absent(server: LiveServer) -> None:
+def test_a_request_without_a_user_is_answered_and_audited_with_the_user_absent(
+    server: LiveServer, fhir_server: str
+) -> None:
     sent = DATA / "pddi-cds" / "requests" / "digoxin-cyclosporine-order-sign-coordination.json"
-    body = with_naltrexone(json.loads(sent.read_text(encoding="utf-8")), stu3=True)
+    body = with_naltrexone(published(sent, fhir_server), stu3=True)
     del body["userId"]
     body["hookInstance"] = str(uuid.uuid4())
     response = post(server, body)

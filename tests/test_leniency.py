@@ -240,11 +240,31 @@ def test_the_request_is_never_modified(pipeline: Pipeline) -> None:
     assert body == sent
 
 
-def test_a_successful_batch_entry_without_a_resource_is_no_data(pipeline: Pipeline) -> None:
+def test_a_successful_batch_entry_without_a_resource_is_not_read_as_no_data(pipeline: Pipeline) -> None:
     body = scenario()
     body["prefetch"]["conditions"] = {"response": {"status": "200 OK"}}
+    response = pipeline.run(pipeline.service_for_hook("order-select"), body, rules_url=RULES_URL)
+    cards = {card.rule_id: card for card in response.cards}
+    assert "query answered 200 without a result" in str(cards["patient-data-unverified"].detail)
+    assert {"prefetch-batch-entries", "unreadable-prefetch-item"} <= set(response.deviations)
+
+
+def test_a_bundle_nested_too_deep_is_a_failed_query_in_prefetch_and_a_400_in_drafts(
+    pipeline: Pipeline, client: FlaskClient
+) -> None:
+    body = scenario()
+    deep: Body = body["prefetch"]["conditions"]
+    for _ in range(6):
+        deep = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": deep}]}
+    body["prefetch"]["conditions"] = deep
     cards, named = run(pipeline, body)
-    assert "patient-data-unverified" not in cards and named == {"prefetch-batch-entries"}
+    assert "patient-data-unverified" in cards and "unreadable-prefetch-item" in named
+    drafts = scenario()
+    nested: Body = drafts["context"]["draftOrders"]
+    for _ in range(6):
+        nested = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": nested}]}
+    drafts["context"]["draftOrders"] = nested
+    assert_operation_outcome(client.post(service_path("order-select"), json=drafts), 400, "cannot be read")
 
 
 def test_epic_length_ids_are_read_and_echoed_in_suggestions(client: FlaskClient) -> None:

@@ -11,9 +11,11 @@ from click.testing import CliRunner
 from cds_service.cli import main
 from fhir_fixtures import FIXTURES
 from fhir_fixtures.requests import hook_request, naltrexone_order
-from tests.test_client_corpus import REQUESTS, expected_deviations
+from tests.support.client_corpus import REQUESTS, expected_deviations, published
 
 CONFORMING = FIXTURES / "opioid-active-prescription" / "request.json"
+UNREACHABLE_FHIR = "https://ehr.invalid/fhir"
+"""lint never fetches; a ``.invalid`` name (RFC 2606) could not be reached if it tried."""
 
 
 def lint(*args: str, stdin: str | None = None) -> tuple[int, str]:
@@ -28,9 +30,9 @@ def test_a_conforming_request_exits_0() -> None:
 
 @pytest.mark.parametrize("path", REQUESTS, ids=lambda p: p.stem)
 def test_every_deviation_of_the_client_corpus_is_named(path: Path) -> None:
-    code, output = lint("--json", str(path))
+    body = published(path, UNREACHABLE_FHIR)
+    code, output = lint("--json", "-", stdin=json.dumps(body))
     report = json.loads(output)
-    body = json.loads(path.read_text(encoding="utf-8"))
     assert code == 2 and report["refused"] is None and not report["conforming"]
     assert {d["name"] for d in report["deviations"]} == expected_deviations(path, body)
     assert all(d["meaning"] for d in report["deviations"])
@@ -38,7 +40,7 @@ def test_every_deviation_of_the_client_corpus_is_named(path: Path) -> None:
 
 def test_stu3_resources_are_listed_where_they_are() -> None:
     path = next(p for p in REQUESTS if p.name == "digoxin-cyclosporine-order-select-coordination.json")
-    code, output = lint(str(path))
+    code, output = lint("-", stdin=json.dumps(published(path, UNREACHABLE_FHIR)))
     assert code == 2
     assert "prefetch.item2[0] MedicationRequest/r311: category: Input should be a valid list" in output
     assert "context: Extra inputs are not permitted" in output

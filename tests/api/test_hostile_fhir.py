@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from fhir_fixtures.requests import service_path
 from tests.support import assert_valid
-from tests.support.live import LiveServer
+from tests.support.live import LiveServer, untroubled_server
 from tests.support.mutations import BODY, DRAFT_PATHS, PREFETCH_PATHS, replaced
 
 RAW = "\u0000raw:"
@@ -266,13 +266,8 @@ def test_every_long_number_is_read_or_refused(app: Flask, value: str) -> None:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    directory = tmp_path_factory.mktemp("hostile-live")
-    server = LiveServer(
-        directory / "server.log", env={"NALTREXONE_CDS_DATABASE_URL": f"sqlite:///{directory}/audit.sqlite3"}
-    )
-    yield server
-    assert "Traceback" not in server.logs()
-    server.stop()
+    with untroubled_server(tmp_path_factory.mktemp("hostile-live")) as started:
+        yield started
 
 
 class _HttpAnswer:

@@ -17,7 +17,7 @@ import pytest
 from fhir_fixtures import clinical as c
 from fhir_fixtures.requests import service_path
 from tests.support import assert_valid
-from tests.support.live import LiveServer
+from tests.support.live import LiveServer, untroubled_server
 from tests.support.mutations import BODY, replaced
 
 DRAFT = ("context", "draftOrders", "entry", 0, "resource")
@@ -29,13 +29,8 @@ HUGE = 10**400
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    directory = tmp_path_factory.mktemp("hostile")
-    live = LiveServer(
-        directory / "server.log", env={"NALTREXONE_CDS_DATABASE_URL": f"sqlite:///{directory}/audit.sqlite3"}
-    )
-    yield live
-    assert "Traceback" not in live.logs()
-    live.stop()
+    with untroubled_server(tmp_path_factory.mktemp("hostile")) as started:
+        yield started
 
 
 def post(server: LiveServer, body: Any, path: str = service_path("order-select")) -> httpx.Response:

@@ -106,3 +106,17 @@ def terminate_group(process: subprocess.Popen[Any]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@contextlib.contextmanager
+def untroubled_server(directory: Path) -> Iterator[LiveServer]:
+    """A server with its own SQLite audit database in ``directory``, which must log no traceback by the
+    time it is stopped (for tests that throw bad input at it)."""
+    server = LiveServer(
+        directory / "server.log", env={"NALTREXONE_CDS_DATABASE_URL": f"sqlite:///{directory}/audit.sqlite3"}
+    )
+    try:
+        yield server
+        assert "Traceback" not in server.logs(), server.logs()[-3000:]
+    finally:
+        server.stop()
