@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import orjson
 from jsonschema.exceptions import ValidationError
 
 from cds_service import contract
@@ -67,6 +68,15 @@ def decode_json(raw: bytes) -> Any:
         raise MalformedJson(f"the body is not UTF-8 text (byte {exc.start} is invalid)") from None
     if not text.strip():
         raise MalformedJson("the body is empty; a CDS Hooks request is a JSON object")
+    if not _LONG_DIGIT_RUN.search(text):
+        # orjson reads the same JSON about five times faster, and refuses what the standard parser below
+        # refuses (NaN, lone surrogates, nesting past ~1,000 levels); only then does that parser run,
+        # to say precisely what is wrong. It reads integers beyond 64 bits as floats, so a body with a
+        # run of 19 or more digits anywhere goes to the standard parser, which keeps them exact.
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
     try:
         body = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
@@ -91,6 +101,7 @@ def decode_json(raw: bytes) -> Any:
 
 
 _HUGE_INTEGER = re.compile(r"\d{4000,}")
+_LONG_DIGIT_RUN = re.compile(r"\d{19}")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+import orjson
 
 from cds_service.cdshooks import Action, Card, CdsResponse, Coding, Link, Source, Suggestion
 
 
 def response_json(response: CdsResponse) -> dict[str, Any]:
     return {"cards": [card_json(card) for card in response.cards]}
+
+
+def response_bytes(response: CdsResponse) -> bytes:
+    """The answer as UTF-8 JSON. orjson writes it several times faster than the standard encoder; a
+    suggestion that echoes a draft order with an integer beyond 64 bits (which orjson refuses) is
+    written by the standard encoder, exactly as sent."""
+    document = response_json(response)
+    try:
+        return orjson.dumps(document)
+    except TypeError:
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def card_json(card: Card) -> dict[str, Any]:

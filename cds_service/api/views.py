@@ -12,7 +12,7 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.sansio.utils import host_is_trusted
 
 from cds_service import STATE_KEY, metrics
-from cds_service.api.encode import response_json
+from cds_service.api.encode import response_bytes
 from cds_service.audit import CardAudit
 from cds_service.auth import Authenticator
 from cds_service.errors import BadRequest, UnsupportedMediaType
@@ -69,7 +69,7 @@ def call_service(service_id: str) -> Response:
     g.deviations = list(response.deviations) or None
     metrics.count_cards(service.id, ((card.rule_id, card.indicator) for card in response.cards))
     metrics.count_deviations(service.id, response.deviations)
-    return jsonify(response_json(response))
+    return current_app.response_class(response_bytes(response), mimetype="application/json")
 
 
 def rules_url() -> str:

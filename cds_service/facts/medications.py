@@ -7,6 +7,7 @@ the project's value sets decide its class; the text lexicon decides when no code
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from typing import Any, Literal
+
+import orjson
 
 from cds_service.facts.wording import day, drug_label, fact_line
 from cds_service.fhir import (
@@ -106,6 +109,23 @@ def _resolve_medication(
 
 
 def classify(source: MedicationSource, terminology: Terminology) -> Product:
+    """What product ``source`` names. The same few products recur across a record and across requests
+    (every refill of the same tablet), so each is worked out once per process, keyed by the JSON text of
+    what names it (concept, Medication, display)."""
+    try:
+        key = orjson.dumps((source.concept, source.medication, source.reference_display))
+    except TypeError:  # not plain JSON (an integer beyond 64 bits, say): worked out afresh
+        return _classify(source, terminology)
+    return _classify_named(key, terminology)
+
+
+@functools.lru_cache(maxsize=4096)
+def _classify_named(key: bytes, terminology: Terminology) -> Product:
+    concept, medication, display = orjson.loads(key)
+    return _classify(MedicationSource(concept, medication, display), terminology)
+
+
+def _classify(source: MedicationSource, terminology: Terminology) -> Product:
     codes: list[Code] = list(codings(source.concept))
     texts: list[str] = concept_texts(source.concept)
     medication = as_dict(source.medication)

@@ -20,6 +20,7 @@ costs the number of *distinct* codes and names in the record, not the number of 
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import defaultdict
@@ -222,7 +223,12 @@ def read_result(
 def _own_analytes(observation: Resource, words: ResultVocabulary, kind: ResultKind) -> tuple[str, ...]:
     if kind != "screen":
         return ("test",)
-    return words.analytes_named(concept_texts(observation.get("code"))) or ("opioids",)
+    return _analytes_named(tuple(concept_texts(observation.get("code"))), words) or ("opioids",)
+
+
+@functools.lru_cache(maxsize=4096)
+def _analytes_named(names: tuple[str, ...], words: ResultVocabulary) -> tuple[str, ...]:
+    return words.analytes_named(names)
 
 
 def _interpretation(system: str, code: str) -> Result | None:
@@ -238,6 +244,9 @@ def _interpretation(system: str, code: str) -> Result | None:
     return None
 
 
+# A record repeats the same result texts ("Negative", "NEGATIVE for all drugs"...): each is read once per
+# process. Bounded, so a stream of unique texts cannot grow it; the readings are never modified.
+@functools.lru_cache(maxsize=4096)
 def _read_words(said: str, own: tuple[str, ...], words: ResultVocabulary, kind: ResultKind) -> ResultReading:
     quoted = _quote(said)
     if kind == "challenge":

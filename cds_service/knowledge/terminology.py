@@ -12,7 +12,7 @@ import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,13 +77,22 @@ class ValueSet:
     prefixes: tuple[Code, ...]  # (system, code prefix) for ICD-10-CM is-a filters
     excluded: frozenset[Code]
 
+    _prefixes_by_system: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_system: dict[str, list[str]] = {}
+        for system, prefix in self.prefixes:
+            by_system.setdefault(system, []).append(prefix)
+        object.__setattr__(self, "_prefixes_by_system", {s: tuple(p) for s, p in by_system.items()})
+
     def contains(self, system: str, code: str) -> bool:
         key = (system, code)
         if key in self.excluded:
             return False
         if key in self.codes:
             return True
-        return any(system == s and code.startswith(p) for s, p in self.prefixes)
+        prefixes = self._prefixes_by_system.get(system)
+        return prefixes is not None and code.startswith(prefixes)
 
 
 class ValueSetLibrary:

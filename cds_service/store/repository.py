@@ -45,8 +45,8 @@ feedback that arrives while its card is being pruned gets "unknown card", never 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import functools
 import hashlib
 import hmac
 import math
@@ -66,8 +66,6 @@ from alembic import command
 from sqlalchemy import (
     Connection,
     Engine,
-    TextClause,
-    bindparam,
     create_engine,
     delete,
     event,
@@ -75,7 +73,6 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    text,
     tuple_,
 )
 from sqlalchemy import exc as sa_exc
@@ -232,17 +229,49 @@ class PruneResult:
 
 
 @dataclass(frozen=True)
-class _Statements:
-    insert_cards: TextClause
-    insert_suggestions: TextClause
-    first_jti_use: TextClause
+class _AnswerStatements:
+    """The two writes on every answer's path, as driver SQL in the driver's own parameter style."""
+
+    insert_cards: str
+    insert_suggestions: str
+    first_jti_use: str
+    bind_instant: Callable[[datetime], Any]
+    """An aware datetime as SQLAlchemy would bind it for this database (the type's own processor), so
+    the rows are the ones the rest of the store reads and compares."""
 
 
-def _insert_sql(model: Any, on_conflict: str) -> str:
+def _insert_sql(model: Any, on_conflict: str, placeholder: Callable[[str], str]) -> str:
     columns = [column.name for column in model.__table__.columns if column.autoincrement is not True]
     names = ", ".join(columns)
-    values = ", ".join(f":{name}" for name in columns)
+    values = ", ".join(placeholder(name) for name in columns)
     return f"INSERT INTO {model.__tablename__} ({names}) VALUES ({values}) {on_conflict}"
+
+
+def _answer_statements(engine: Engine) -> _AnswerStatements:
+    dialect = engine.dialect
+
+    def placeholder(name: str) -> str:  # both drivers take a mapping of named parameters
+        return f":{name}" if dialect.name == "sqlite" else f"%({name})s"
+
+    processor = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+
+    def bind_instant(value: datetime) -> Any:
+        return processor(value) if processor is not None else value
+
+    # Both SQLite and PostgreSQL speak this SQL.
+    return _AnswerStatements(
+        insert_cards=_insert_sql(IssuedCardRow, "ON CONFLICT (card_uuid) DO NOTHING", placeholder),
+        insert_suggestions=_insert_sql(
+            IssuedSuggestionRow, "ON CONFLICT (card_uuid, suggestion_uuid) DO NOTHING", placeholder
+        ),
+        first_jti_use=_insert_sql(
+            SeenJwtIdRow,
+            "ON CONFLICT (issuer, jti) DO UPDATE SET expires_at = excluded.expires_at"
+            f" WHERE seen_jwt_id.expires_at <= {placeholder('now')} RETURNING jti",
+            placeholder,
+        ),
+        bind_instant=bind_instant,
+    )
 
 
 class Store:
@@ -268,6 +297,7 @@ class Store:
         self._engine_: Engine | None = None
         self._engine_pid = 0
         self._next_jti_purge = 0.0
+        self._answer_sql: dict[str, _AnswerStatements] = {}
         this = weakref.ref(self)
 
         def before_fork() -> None:
@@ -361,36 +391,78 @@ class Store:
         except StoreError:
             raise
         except Exception as exc:
-            if not _unavailable(exc):
+            failure = self._failure(action, exc)
+            if failure is exc:
                 raise
-            cause = getattr(exc, "orig", None) or exc
-            reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-            raise StoreUnavailable(f"{action}: audit database unavailable ({short(reason, 200)})") from exc
+            raise failure from exc
 
     def _insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
         return sqlite.insert(table) if self.backend == "sqlite" else postgresql.insert(table)
 
-    @functools.cached_property
-    def _statements(self) -> _Statements:
-        """The statements on every answer's path, as cacheable text (SQLAlchemy compiles its dialect
-        ``INSERT ... ON CONFLICT`` constructs anew on each call, which cost more than the write itself).
-        Both SQLite and PostgreSQL speak this SQL."""
-        at = bindparam("issued_at", type_=UTCDateTime())
-        return _Statements(
-            insert_cards=text(_insert_sql(IssuedCardRow, "ON CONFLICT (card_uuid) DO NOTHING")).bindparams(
-                at
-            ),
-            insert_suggestions=text(
-                _insert_sql(IssuedSuggestionRow, "ON CONFLICT (card_uuid, suggestion_uuid) DO NOTHING")
-            ),
-            first_jti_use=text(
-                _insert_sql(
-                    SeenJwtIdRow,
-                    "ON CONFLICT (issuer, jti) DO UPDATE SET expires_at = excluded.expires_at"
-                    " WHERE seen_jwt_id.expires_at <= :now RETURNING jti",
-                )
-            ).bindparams(bindparam("expires_at", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime())),
-        )
+    @contextmanager
+    def _answer_write(self, action: str) -> Iterator[tuple[Any, _AnswerStatements]]:
+        """A write an answer waits on (its cards, its caller's JWT id), at the driver.
+
+        The same pooled connection, transaction and durability as ``_transaction(durable=False,
+        request=True)``, without SQLAlchemy's statement machinery around the two fixed statements: on
+        this path that machinery cost more than the database (see docs/performance.md). Yields a driver
+        cursor and the statements in the driver's parameter style."""
+        try:
+            engine = self._engine()
+            statements = self._answer_statements_for(engine)
+            pooled = engine.raw_connection()
+        except Exception as exc:
+            raise self._failure(action, exc) from exc
+        try:
+            driver = pooled.driver_connection
+            assert driver is not None  # a checked-out connection
+            if self.backend == "sqlite":
+                wait_ms = int(min(self._statement_timeout, REQUEST_WRITE_WAIT_S) * 1000)
+                if pooled.info.get("synchronous") != ("NORMAL", wait_ms):
+                    driver.execute("PRAGMA synchronous = NORMAL")
+                    driver.execute(f"PRAGMA busy_timeout = {wait_ms}")
+                    pooled.info["synchronous"] = ("NORMAL", wait_ms)
+            cursor = pooled.cursor()
+            try:
+                if self.backend == "sqlite":
+                    cursor.execute("BEGIN IMMEDIATE")  # the driver is in autocommit: see _sqlite_on_connect
+                yield cursor, statements
+                pooled.commit()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    pooled.rollback()
+                raise
+            finally:
+                with contextlib.suppress(Exception):
+                    cursor.close()
+        except StoreError:
+            pooled.close()
+            raise
+        except Exception as exc:
+            # A driver error may leave the connection unusable: never hand it out again.
+            pooled.invalidate()
+            raise self._failure(action, exc) from exc
+        else:
+            pooled.close()
+
+    def _answer_statements_for(self, engine: Engine) -> _AnswerStatements:
+        statements = self._answer_sql.get(engine.dialect.name)
+        if statements is None:
+            statements = self._answer_sql[engine.dialect.name] = _answer_statements(engine)
+        return statements
+
+    def _failure(self, action: str, exc: Exception) -> Exception:
+        """``StoreUnavailable`` for "the database cannot be used now" (driver errors are classified as
+        SQLAlchemy classifies them); anything else is a bug or bad data and is raised as it is."""
+        error: BaseException = exc
+        dbapi = self._engine_.dialect.loaded_dbapi if self._engine_ is not None else None
+        if dbapi is not None and isinstance(exc, dbapi.Error):
+            error = sa_exc.DBAPIError.instance(None, None, exc, dbapi.Error)
+        if not _unavailable(error):
+            return exc
+        cause = getattr(error, "orig", None) or error
+        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        return StoreUnavailable(f"{action}: audit database unavailable ({short(reason, 200)})")
 
     def close(self) -> None:
         """Close this process's pooled connections (the store stays usable: it reconnects on demand)."""
@@ -432,30 +504,33 @@ class Store:
         issued_at = issuance.issued_at or self._clock()
         patient_hash = self.pseudonym("patient", issuance.patient_id) if issuance.patient_id else None
         user_hash = self.pseudonym("user", issuance.user_id) if issuance.user_id else None
-        cards = [
-            {
-                "card_uuid": card.uuid,
-                "issued_at": issued_at,
-                "hook": issuance.hook,
-                "service_id": issuance.service_id,
-                "hook_instance": issuance.hook_instance,
-                "rule_id": card.rule_id,
-                "indicator": card.indicator,
-                "rules_version": issuance.rules_version,
-                "patient_hash": patient_hash,
-                "user_hash": user_hash,
-            }
-            for card in issuance.cards
-        ]
-        suggestions = [
-            {"card_uuid": card.uuid, "suggestion_uuid": suggestion}
-            for card in issuance.cards
-            for suggestion in dict.fromkeys(card.suggestion_uuids)
-        ]
-        with self._transaction("record issued cards", durable=False, request=True) as conn:
-            conn.execute(self._statements.insert_cards, cards)
+        with self._answer_write("record issued cards") as (cursor, sql):
+            at = sql.bind_instant(issued_at)
+            cursor.executemany(
+                sql.insert_cards,
+                [
+                    {
+                        "card_uuid": card.uuid,
+                        "issued_at": at,
+                        "hook": issuance.hook,
+                        "service_id": issuance.service_id,
+                        "hook_instance": issuance.hook_instance,
+                        "rule_id": card.rule_id,
+                        "indicator": card.indicator,
+                        "rules_version": issuance.rules_version,
+                        "patient_hash": patient_hash,
+                        "user_hash": user_hash,
+                    }
+                    for card in issuance.cards
+                ],
+            )
+            suggestions = [
+                {"card_uuid": card.uuid, "suggestion_uuid": suggestion}
+                for card in issuance.cards
+                for suggestion in dict.fromkeys(card.suggestion_uuids)
+            ]
             if suggestions:
-                conn.execute(self._statements.insert_suggestions, suggestions)
+                cursor.executemany(sql.insert_suggestions, suggestions)
 
     # -- feedback
 
@@ -535,13 +610,20 @@ class Store:
         if expires_at.tzinfo is None:
             raise ValueError("expires_at must be an aware datetime")
         now = self._clock()
-        with self._transaction("check JWT id", durable=False, request=True) as conn:
-            if time.monotonic() >= self._next_jti_purge:
-                self._next_jti_purge = time.monotonic() + _JTI_PURGE_INTERVAL_S
+        if time.monotonic() >= self._next_jti_purge:
+            self._next_jti_purge = time.monotonic() + _JTI_PURGE_INTERVAL_S
+            with self._transaction("purge JWT ids", durable=False, request=True) as conn:
                 conn.execute(delete(SeenJwtIdRow).where(SeenJwtIdRow.expires_at <= now))
+        with self._answer_write("check JWT id") as (cursor, sql):
             # an expired entry no longer blocks the id: it is overwritten
-            parameters = {"issuer": issuer, "jti": jti, "expires_at": expires_at, "now": now}
-            return conn.execute(self._statements.first_jti_use, parameters).first() is not None
+            parameters = {
+                "issuer": issuer,
+                "jti": jti,
+                "expires_at": sql.bind_instant(expires_at),
+                "now": sql.bind_instant(now),
+            }
+            cursor.execute(sql.first_jti_use, parameters)
+            return cursor.fetchone() is not None
 
     # -- retention
 

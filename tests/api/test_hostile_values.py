@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from fhir_fixtures import clinical as c
-from fhir_fixtures.requests import service_path
+from fhir_fixtures.requests import naltrexone_order, service_path
 from tests.support import assert_valid
 from tests.support.live import LiveServer, untroubled_server
 from tests.support.mutations import BODY, replaced
@@ -120,6 +120,33 @@ def test_an_integer_of_more_than_4300_digits_is_400(server: LiveServer) -> None:
     response = post(server, raw.encode())
     assert response.status_code == 400
     assert "number too long" in response.json()["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [2**64, -(2**63) - 1, 123456789012345678901234567890, 10**300],
+    ids=["2^64", "below int64", "30 digits", "300 digits"],
+)
+def test_an_integer_beyond_64_bits_is_echoed_exactly_in_the_suggested_order(
+    server: LiveServer, value: int
+) -> None:
+    """The fast JSON codec reads such integers as floats and refuses to write them: the service must
+    still read and echo them digit for digit (a draft's extension, copied into the test-dose order)."""
+    extension = [{"url": "http://example.org/fhir/StructureDefinition/site-counter", "valueInteger": value}]
+    body = c.scenario(c.oud(), c.alt(30), c.ast(28), order=naltrexone_order(extension=extension))
+    cards = assert_cards(post(server, body))
+    echoed = [
+        action["resource"]
+        for card in cards
+        for suggestion in card.get("suggestions", [])
+        for action in suggestion["actions"]
+        if action.get("resource", {})
+        .get("medicationCodeableConcept", {})
+        .get("text", "")
+        .startswith("naltrexone")
+    ]
+    assert len(echoed) == 2, "the test-dose card: the draft as a 25 mg first dose, then 50 mg daily"
+    assert all(resource["extension"] == extension for resource in echoed)
 
 
 @pytest.mark.parametrize("levels", [100, 300, 480])
