@@ -68,7 +68,7 @@ def decode_json(raw: bytes) -> Any:
         raise MalformedJson(f"the body is not UTF-8 text (byte {exc.start} is invalid)") from None
     if not text.strip():
         raise MalformedJson("the body is empty; a CDS Hooks request is a JSON object")
-    if not _LONG_DIGIT_RUN.search(text):
+    if _LONG_DIGIT_RUN not in raw.translate(_DIGITS_AS_NINES):
         # orjson reads the same JSON about five times faster, and refuses what the standard parser below
         # refuses (NaN, lone surrogates, nesting past ~1,000 levels); only then does that parser run,
         # to say precisely what is wrong. It reads integers beyond 64 bits as floats, so a body with a
@@ -101,7 +101,10 @@ def decode_json(raw: bytes) -> Any:
 
 
 _HUGE_INTEGER = re.compile(r"\d{4000,}")
-_LONG_DIGIT_RUN = re.compile(r"\d{19}")
+# A run of 19 digits, found as 19 nines once every digit is a nine: a C-speed scan, where a regular
+# expression costs more than parsing the whole body.
+_DIGITS_AS_NINES = bytes.maketrans(b"0123456789", b"9" * 10)
+_LONG_DIGIT_RUN = b"9" * 19
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
