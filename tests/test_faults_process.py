@@ -421,7 +421,8 @@ def test_a_worker_killed_in_the_middle_of_a_request(tmp_path: Path) -> None:
     assert replaced_after < 5.0
     assert replacement not in workers and f"Worker (pid:{victim}) was sent SIGKILL" in logs
     assert serving == {survivor, replacement}
-    assert [o.status for o in pair] == [200, 200] and pair_seconds < 2.7
+    # one after the other they would take at least 3.0 s (two 1.5 s holds); a stalled machine adds time
+    assert [o.status for o in pair] == [200, 200] and pair_seconds < 2.95
     assert all(o.status == 200 and o.rule_ids == expected for o in later)
 
 
