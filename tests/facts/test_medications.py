@@ -4,7 +4,10 @@ when the patient was last exposed."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +20,8 @@ from cds_service.facts.medications import (
     medication_of,
 )
 from cds_service.fhir import parse_day
+from cds_service.knowledge.terminology import load_terminology
+from cds_service.resources import default_rules_dir
 from fhir_fixtures import clinical as c
 from fhir_fixtures.requests import RXNORM
 from tests.support.derivations import POLICY, TERMS
@@ -498,3 +503,43 @@ def test_an_unknown_rxnorm_code_without_a_name_is_unidentified_not_safe() -> Non
 def test_antagonists_and_look_alikes_are_not_opioids(text: str) -> None:
     product = classify(medication_of({"medicationCodeableConcept": {"text": text}}, {}), TERMS)
     assert product.product_class is not ProductClass.OPIOID
+
+
+# ------------------------------------------------------------------------ classification, remembered
+
+
+def test_a_product_is_classed_by_the_value_sets_in_force_not_by_what_the_process_saw_before(
+    tmp_path: Path,
+) -> None:
+    """Classes are remembered per process and per terminology: a site that adds a local code to the
+    opioid value set gets it recognised, and the shipped value sets still do not know it."""
+    rules = tmp_path / "rules"
+    shutil.copytree(default_rules_dir(), rules)
+    local = rules / "valuesets" / "opioid-medications.json"
+    valueset = json.loads(local.read_text(encoding="utf-8"))
+    valueset["compose"]["include"].append(
+        {"system": "http://hospital.example.org/formulary", "concept": [{"code": "OPI-77"}]}
+    )
+    local.write_text(json.dumps(valueset), encoding="utf-8")
+    site_terms = load_terminology(rules)
+    order = with_medication(
+        {"coding": [{"system": "http://hospital.example.org/formulary", "code": "OPI-77"}]}
+    )
+
+    assert classify(medication_of(order, {}), TERMS).product_class is ProductClass.UNIDENTIFIED
+    assert classify(medication_of(order, {}), site_terms).product_class is ProductClass.OPIOID
+    assert classify(medication_of(order, {}), TERMS).product_class is ProductClass.UNIDENTIFIED
+
+
+def test_a_medication_holding_an_integer_beyond_64_bits_is_still_classed() -> None:
+    medication = {
+        "resourceType": "Medication",
+        "id": "m1",
+        "code": {"coding": [{"system": RX, "code": "1483744"}], "text": "naltrexone 50 mg tablet"},
+        "ingredient": [
+            {"itemCodeableConcept": {"text": "naltrexone"}, "strength": {"numerator": {"value": 2**70}}}
+        ],
+    }
+    order = {"resourceType": "MedicationRequest", "medicationReference": {"reference": "Medication/m1"}}
+    twice = [classify(medication_of(order, {"m1": medication}), TERMS) for _ in range(2)]
+    assert [p.product_class for p in twice] == [ProductClass.NALTREXONE_ORAL] * 2
