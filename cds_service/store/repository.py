@@ -22,6 +22,10 @@ Concurrency and processes:
   closes it: the inherited engine stays referenced until the child exits.
 * PostgreSQL connections are checked before use (``pool_pre_ping``), so a database restart costs no
   request; connecting, waiting for a pooled connection, statements and locks all have bounded timeouts.
+* The two writes on every answer's path (the cards issued, the caller's JWT id) run their one fixed
+  statement on the pooled driver connection (``_answer_write``), in the same transaction and with the same
+  durability and lock wait: SQLAlchemy's statement machinery cost more than the database there.
+  Everything else goes through SQLAlchemy.
 
 Any failure to reach or use the database raises ``StoreUnavailable`` (the HTTP layer answers 503, or for
 the hook endpoints logs and counts the audit gap and still returns the cards).  Feedback that cannot be
