@@ -10,10 +10,11 @@ send (no ``Bundle.type``, ``category`` as one object, ``Patient/<id>`` as ``pati
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import orjson
 from jsonschema.exceptions import ValidationError
@@ -144,17 +145,33 @@ MAX_DRAFT_DEPTH = 64
 """Objects and arrays inside one draft order; its suggestions copy and echo it, so the bound is here."""
 
 
-def _deeper_than(value: Any, limit: int) -> bool:
+def _draft_defect(value: Any, limit: int) -> Literal["too deep", "not finite"] | None:
+    """What makes a draft order impossible to copy into a suggestion: nesting past ``limit``, or a
+    number past the largest float (``1e400`` reads as infinity, which JSON cannot carry back)."""
     pending: list[tuple[Any, int]] = [(value, 0)]
     while pending:
         item, depth = pending.pop()
         if depth > limit:
-            return True
+            return "too deep"
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, (dict, list)):
+                pending.append((child, depth + 1))
+            elif isinstance(child, float) and not math.isfinite(child):
+                return "not finite"
+    return None
+
+
+def _non_finite_path(value: Any, path: str) -> str:
+    pending: list[tuple[str, Any]] = [(path, value)]
+    while pending:
+        where, item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return where
         if isinstance(item, dict):
-            pending.extend((child, depth + 1) for child in item.values() if isinstance(child, (dict, list)))
+            pending.extend((f"{where}.{key}", child) for key, child in item.items())
         elif isinstance(item, list):
-            pending.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
-    return False
+            pending.extend((f"{where}[{index}]", child) for index, child in enumerate(item))
+    return path
 
 
 def _reject_constant(name: str) -> Any:
@@ -190,11 +207,17 @@ def parse_hook_request(service: ServiceDefinition, body: Any) -> HookRequest:
     patient_id = _bare_patient_id(context["patientId"])
     draft_entries = context["draftOrders"].get("entry", [])
     for index, entry in enumerate(draft_entries):
-        if _deeper_than(entry["resource"], MAX_DRAFT_DEPTH):
-            where = f"context.draftOrders.entry[{index}].resource"
+        where = f"context.draftOrders.entry[{index}].resource"
+        defect = _draft_defect(entry["resource"], MAX_DRAFT_DEPTH)
+        if defect == "too deep":
             raise SchemaViolation(
                 f"{where} is nested more than {MAX_DRAFT_DEPTH} levels deep (no FHIR resource needs that)",
                 expression=where,
+            )
+        if defect == "not finite":
+            where = _non_finite_path(entry["resource"], where)
+            raise SchemaViolation(
+                f"{where} is a number too large to be a decimal (it reads as infinity)", expression=where
             )
     draft_resources = tuple(entry["resource"] for entry in draft_entries)
     if service.hook == "order-select":

@@ -791,10 +791,12 @@ def test_a_fault_inside_durable_rules_fails_only_its_request(tmp_path: Path) -> 
     assert again == baseline
     # recoverable: nothing left behind, no worker lost, no memory kept
     assert after_recoverable == workers, "a worker died (and was replaced) after a recoverable fault"
-    assert set(stats_recoverable) == workers
+    # The kernel decides which worker accepts each call (one may take them all): every fault counted in
+    # some worker, a worker that faulted went on to answer correctly, and no worker kept a session.
+    faulted = {pid: c for pid, c in stats_recoverable.items() if c["faulted"].get("before-first", 0) > 0}
+    assert sum(c["faulted"]["before-first"] for c in faulted.values()) == recoverable, stats_recoverable
+    assert any(c["clean_after_fault"] > 0 for c in faulted.values()), faulted
     for pid, counted in stats_recoverable.items():
-        assert counted["faulted"].get("before-first", 0) > 0, (pid, counted)
-        assert counted["clean_after_fault"] > 0, (pid, counted)  # the same worker answers correctly after
         assert counted["live_sessions"] == 0, f"worker {pid} left durable-rules sessions behind: {counted}"
     assert sum(growth.values()) < 16 * 1024, f"resident memory grew by {growth} KiB"
     # unclosable: each victim holds one session at most, and is replaced cleanly (never a crash)

@@ -22,7 +22,7 @@ def response_bytes(response: CdsResponse) -> bytes:
     try:
         return orjson.dumps(document)
     except TypeError:
-        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        return json.dumps(document, separators=(",", ":")).encode()
 
 
 def card_json(card: Card) -> dict[str, Any]:

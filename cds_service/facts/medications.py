@@ -111,12 +111,19 @@ def _resolve_medication(
 def classify(source: MedicationSource, terminology: Terminology) -> Product:
     """What product ``source`` names. The same few products recur across a record and across requests
     (every refill of the same tablet), so each is worked out once per process, keyed by the JSON text of
-    what names it (concept, Medication, display)."""
+    what names it (concept, Medication, display). What cannot be a key cheaply (not plain JSON, or a
+    Medication with a long narrative) is worked out afresh: the cache is bounded in bytes, not only in
+    entries (4,096 keys of at most 4 KiB)."""
     try:
         key = orjson.dumps((source.concept, source.medication, source.reference_display))
-    except TypeError:  # not plain JSON (an integer beyond 64 bits, say): worked out afresh
+    except TypeError:  # an integer beyond 64 bits, say
+        return _classify(source, terminology)
+    if len(key) > _CACHED_KEY_BYTES:
         return _classify(source, terminology)
     return _classify_named(key, terminology)
+
+
+_CACHED_KEY_BYTES = 4096
 
 
 @functools.lru_cache(maxsize=4096)

@@ -20,6 +20,7 @@ costs the number of *distinct* codes and names in the record, not the number of 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import unicodedata
@@ -27,6 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from types import MappingProxyType
 from typing import Any, Literal
 
 from cds_service.facts.domain import Derivation, Domain
@@ -223,7 +225,16 @@ def read_result(
 def _own_analytes(observation: Resource, words: ResultVocabulary, kind: ResultKind) -> tuple[str, ...]:
     if kind != "screen":
         return ("test",)
-    return _analytes_named(tuple(concept_texts(observation.get("code"))), words) or ("opioids",)
+    names = tuple(concept_texts(observation.get("code")))
+    if sum(map(len, names)) > _CACHED_TEXT_LENGTH:
+        return words.analytes_named(names) or ("opioids",)
+    return _analytes_named(names, words) or ("opioids",)
+
+
+# A record repeats the same test names and result texts ("Negative", "NEGATIVE for all drugs"...): each
+# is read once per process. Bounded in entries and in length (4,096 texts of at most 1,000 characters;
+# longer ones are read afresh), so a stream of unique or huge texts cannot grow a worker.
+_CACHED_TEXT_LENGTH = 1000
 
 
 @functools.lru_cache(maxsize=4096)
@@ -244,10 +255,15 @@ def _interpretation(system: str, code: str) -> Result | None:
     return None
 
 
-# A record repeats the same result texts ("Negative", "NEGATIVE for all drugs"...): each is read once per
-# process. Bounded, so a stream of unique texts cannot grow it; the readings are never modified.
-@functools.lru_cache(maxsize=4096)
 def _read_words(said: str, own: tuple[str, ...], words: ResultVocabulary, kind: ResultKind) -> ResultReading:
+    if len(said) > _CACHED_TEXT_LENGTH:
+        return _read_words_afresh(said, own, words, kind)
+    return _read_words_once(said, own, words, kind)
+
+
+def _read_words_afresh(
+    said: str, own: tuple[str, ...], words: ResultVocabulary, kind: ResultKind
+) -> ResultReading:
     quoted = _quote(said)
     if kind == "challenge":
         challenge = words.read_challenge(said)
@@ -256,6 +272,15 @@ def _read_words(said: str, own: tuple[str, ...], words: ResultVocabulary, kind: 
     decides = words.is_opioid if kind == "screen" else (lambda analyte: analyte == "test")
     screen = words.read_screen(said, own, decides=decides)
     return ResultReading(screen.reading, screen.analytes, said=quoted)
+
+
+@functools.lru_cache(maxsize=4096)
+def _read_words_once(
+    said: str, own: tuple[str, ...], words: ResultVocabulary, kind: ResultKind
+) -> ResultReading:
+    reading = _read_words_afresh(said, own, words, kind)
+    # shared by every later request that reads the same text: read-only
+    return dataclasses.replace(reading, analytes=MappingProxyType(dict(reading.analytes)))
 
 
 def _quote(said: str) -> str:

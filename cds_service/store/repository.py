@@ -278,6 +278,22 @@ def _answer_statements(engine: Engine) -> _AnswerStatements:
     )
 
 
+def _rolled_back(pooled: Any) -> bool:
+    try:
+        pooled.rollback()
+    except Exception:
+        return False
+    return True
+
+
+def _disconnected(engine: Engine, exc: BaseException, driver: Any, cursor: Any) -> bool:
+    """Did ``exc`` lose the connection (as the dialect judges its driver's errors)?"""
+    dbapi = engine.dialect.loaded_dbapi
+    if isinstance(exc, dbapi.Error):
+        return bool(engine.dialect.is_disconnect(exc, driver, cursor))
+    return isinstance(exc, OSError)
+
+
 class Store:
     """The audit store.  Thread-safe and fork-safe: build one per process, or once before forking."""
 
@@ -416,7 +432,13 @@ class Store:
             statements = self._answer_statements_for(engine)
             pooled = engine.raw_connection()
         except Exception as exc:
-            raise self._failure(action, exc) from exc
+            failure = self._failure(action, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        driver: Any = None
+        cursor: Any = None
+        reusable = True
         try:
             driver = pooled.driver_connection
             assert driver is not None  # a checked-out connection
@@ -427,27 +449,28 @@ class Store:
                     driver.execute(f"PRAGMA busy_timeout = {wait_ms}")
                     pooled.info["synchronous"] = ("NORMAL", wait_ms)
             cursor = pooled.cursor()
-            try:
-                if self.backend == "sqlite":
-                    cursor.execute("BEGIN IMMEDIATE")  # the driver is in autocommit: see _sqlite_on_connect
-                yield cursor, statements
-                pooled.commit()
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    pooled.rollback()
+            if self.backend == "sqlite":
+                cursor.execute("BEGIN IMMEDIATE")  # the driver is in autocommit: see _sqlite_on_connect
+            yield cursor, statements
+            pooled.commit()
+        except BaseException as exc:
+            # A busy database ("locked") or the caller's own error leaves a good connection once rolled
+            # back; a lost connection, or one that cannot roll back, is never handed out again.
+            reusable = _rolled_back(pooled) and not _disconnected(engine, exc, driver, cursor)
+            if not isinstance(exc, Exception) or isinstance(exc, StoreError):
                 raise
-            finally:
+            failure = self._failure(action, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        finally:
+            if cursor is not None:
                 with contextlib.suppress(Exception):
                     cursor.close()
-        except StoreError:
-            pooled.close()
-            raise
-        except Exception as exc:
-            # A driver error may leave the connection unusable: never hand it out again.
-            pooled.invalidate()
-            raise self._failure(action, exc) from exc
-        else:
-            pooled.close()
+            if reusable:
+                pooled.close()
+            else:
+                pooled.invalidate()
 
     def _answer_statements_for(self, engine: Engine) -> _AnswerStatements:
         statements = self._answer_sql.get(engine.dialect.name)

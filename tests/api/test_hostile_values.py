@@ -122,6 +122,21 @@ def test_an_integer_of_more_than_4300_digits_is_400(server: LiveServer) -> None:
     assert "number too long" in response.json()["issue"][0]["diagnostics"]
 
 
+def test_a_number_past_the_largest_float_in_a_draft_is_400_naming_it(server: LiveServer) -> None:
+    """1e400 reads as infinity: a suggestion could not carry the order back, so the order is refused
+    with its field named; the same number in the patient's record is a value that cannot be read."""
+    raw = json.dumps(replaced(BODY, DOSE, 12345.678)).replace("12345.678", "1e400").encode()
+    response = post(server, raw)
+    assert response.status_code == 400, response.text[:300]
+    where = "context.draftOrders.entry[0].resource.dosageInstruction[0].doseAndRate[0].doseQuantity.value"
+    assert response.json()["issue"][0]["expression"] == [where]
+    assert "too large" in response.json()["issue"][0]["diagnostics"]
+    in_record = (*LAB, "valueQuantity", "value")
+    assert_cards(
+        post(server, json.dumps(replaced(BODY, in_record, 12345.678)).replace("12345.678", "1e400").encode())
+    )
+
+
 @pytest.mark.parametrize(
     "value",
     [2**64, -(2**63) - 1, 123456789012345678901234567890, 10**300],

@@ -25,6 +25,7 @@ from cds_service.resources import default_rules_dir
 from fhir_fixtures import clinical as c
 from fhir_fixtures.requests import RXNORM
 from tests.support.derivations import POLICY, TERMS
+from tests.support.memory import resident_mb
 
 TODAY = c.TODAY
 RX = RXNORM
@@ -543,3 +544,25 @@ def test_a_medication_holding_an_integer_beyond_64_bits_is_still_classed() -> No
     order = {"resourceType": "MedicationRequest", "medicationReference": {"reference": "Medication/m1"}}
     twice = [classify(medication_of(order, {"m1": medication}), TERMS) for _ in range(2)]
     assert [p.product_class for p in twice] == [ProductClass.NALTREXONE_ORAL] * 2
+
+
+def test_remembered_classes_cannot_grow_a_worker_by_the_size_of_what_was_sent() -> None:
+    """100 different Medications, each with a 1 MB narrative: the classes are right, and the process
+    keeps none of the megabytes (keys are bounded in bytes, not only in number)."""
+    before = resident_mb()
+    for index in range(100):
+        medication = {
+            "resourceType": "Medication",
+            "id": f"m{index}",
+            "text": {"status": "generated", "div": f"<div>{index}{'x' * 1_000_000}</div>"},
+            "code": {"coding": [{"system": RX, "code": "7804"}], "text": "oxycodone 5 mg tablet"},
+        }
+        order = {
+            "resourceType": "MedicationRequest",
+            "medicationReference": {"reference": f"Medication/m{index}"},
+        }
+        assert (
+            classify(medication_of(order, {f"m{index}": medication}), TERMS).product_class
+            is ProductClass.OPIOID
+        )
+    assert resident_mb() - before < 30

@@ -16,6 +16,7 @@ from cds_service.facts.observations import (
 )
 from fhir_fixtures import clinical as c
 from tests.support.derivations import TERMS
+from tests.support.memory import resident_mb
 
 # ---------------------------------------------------------------------------------- results
 
@@ -150,3 +151,15 @@ def test_liver_tests_as_multiples_of_the_upper_limit() -> None:
 def test_enzyme_units_in_every_spelling(unit: str) -> None:
     katal = c.lab_value("1742-6", "ALT", 2.0, unit, when=-2)
     assert enzyme_results([katal], "alt-tests", TERMS, 40)[0].uln_multiple == 3.0  # 2 µkat/L = 120 U/L
+
+
+def test_remembered_readings_cannot_grow_a_worker_by_the_size_of_what_was_sent() -> None:
+    """100 different urine screens, each saying 'negative' followed by a megabyte: each is read, and the
+    process keeps none of the megabytes (texts past 1,000 characters are read afresh, not remembered)."""
+    before = resident_mb()
+    for index in range(100):
+        screen = c.urine_opiates("negative", when=-3)
+        screen["valueString"] = f"negative {index} " + "x" * 1_000_000
+        screen.pop("valueCodeableConcept", None)
+        assert read_result(screen, TERMS) is not None
+    assert resident_mb() - before < 30

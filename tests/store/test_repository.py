@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 
 from cds_service.store import (
@@ -438,6 +438,35 @@ def test_a_locked_database_gives_up_after_the_statement_timeout(store: Store, mi
     assert store.record_feedback(SERVICE, [overridden(card)]).recorded == 1
 
 
+def test_an_answer_write_that_waited_out_a_lock_keeps_its_connection(migrated_url: str) -> None:
+    """A busy database is normal under load: the connection is rolled back and reused, not replaced
+    (a new one would redo the connect-time setup just when the database is contended)."""
+    impatient = Store(migrated_url, secret=SECRET, statement_timeout=0.3)
+    issue(impatient)  # the pool now holds one connection
+    connects: list[object] = []
+    event.listen(impatient._engine(), "connect", lambda dbapi, record: connects.append(dbapi))
+    holder = create_engine(migrated_url)
+    try:
+        with holder.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                conn.exec_driver_sql("DELETE FROM seen_jwt_id")  # now holds the write lock
+            else:
+                conn.exec_driver_sql("BEGIN")
+                conn.exec_driver_sql("LOCK TABLE issued_card IN ACCESS EXCLUSIVE MODE")
+            for _ in range(3):
+                with pytest.raises(StoreUnavailable):
+                    issue(impatient)
+            conn.exec_driver_sql("ROLLBACK")
+        (card,) = issue(impatient)
+        assert impatient.first_use("https://ehr.example.org", "jti-1", T0 + timedelta(days=1))
+    finally:
+        holder.dispose()
+        impatient.close()
+    assert connects == []
+    assert card.uuid in {row["card_uuid"] for row in dump(migrated_url)["issued_card"]}
+
+
 def test_postgresql_connections_cut_by_the_server_are_replaced(postgres: Backend) -> None:
     url = postgres.new_url()
     store = Store(url, secret=SECRET, clock=lambda: T0)
@@ -450,6 +479,7 @@ def test_postgresql_connections_cut_by_the_server_are_replaced(postgres: Backend
             (make_url(url).database,),
         )
     assert store.record_feedback(SERVICE, [overridden(card)]).recorded == 1
+    issue(store)  # the answer's own write path checks its connection out the same way
     store.close()
 
 
