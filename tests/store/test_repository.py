@@ -8,6 +8,7 @@ import multiprocessing
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -412,28 +413,38 @@ def test_a_database_that_is_down_raises_store_unavailable_quickly(backend: Backe
     store.close()
 
 
-def test_a_locked_database_gives_up_after_the_statement_timeout(store: Store, migrated_url: str) -> None:
-    (card,) = issue(store)
-    impatient = Store(migrated_url, secret=SECRET, statement_timeout=0.5)
-    holder = create_engine(migrated_url)
+@contextmanager
+def write_locked(url: str, table: str) -> Iterator[str]:
+    """Another connection holds the write lock (SQLite: the file's; PostgreSQL: ``table``'s) until exit."""
+    holder = create_engine(url)
     try:
         with holder.connect() as conn:
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
                 conn.exec_driver_sql("DELETE FROM seen_jwt_id")  # now holds the write lock
+            else:
+                conn.exec_driver_sql("BEGIN")
+                conn.exec_driver_sql(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            yield conn.dialect.name
+            conn.exec_driver_sql("ROLLBACK")
+    finally:
+        holder.dispose()
+
+
+def test_a_locked_database_gives_up_after_the_statement_timeout(store: Store, migrated_url: str) -> None:
+    (card,) = issue(store)
+    impatient = Store(migrated_url, secret=SECRET, statement_timeout=0.5)
+    try:
+        with write_locked(migrated_url, "card_feedback") as backend:
+            if backend == "sqlite":
                 # Readers do not queue behind a writer (WAL, and reads begin DEFERRED).
                 impatient.check()
                 assert impatient.report(T0, T0 + timedelta(days=1))[0].issued == 1
-            else:
-                conn.exec_driver_sql("BEGIN")
-                conn.exec_driver_sql("LOCK TABLE card_feedback IN ACCESS EXCLUSIVE MODE")
             started = time.monotonic()
             with pytest.raises(StoreUnavailable):
                 impatient.record_feedback(SERVICE, [overridden(card)])
             assert time.monotonic() - started < 3
-            conn.exec_driver_sql("ROLLBACK")
     finally:
-        holder.dispose()
         impatient.close()
     assert store.record_feedback(SERVICE, [overridden(card)]).recorded == 1
 
@@ -445,23 +456,14 @@ def test_an_answer_write_that_waited_out_a_lock_keeps_its_connection(migrated_ur
     issue(impatient)  # the pool now holds one connection
     connects: list[object] = []
     event.listen(impatient._engine(), "connect", lambda dbapi, record: connects.append(dbapi))
-    holder = create_engine(migrated_url)
     try:
-        with holder.connect() as conn:
-            if conn.dialect.name == "sqlite":
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-                conn.exec_driver_sql("DELETE FROM seen_jwt_id")  # now holds the write lock
-            else:
-                conn.exec_driver_sql("BEGIN")
-                conn.exec_driver_sql("LOCK TABLE issued_card IN ACCESS EXCLUSIVE MODE")
+        with write_locked(migrated_url, "issued_card"):
             for _ in range(3):
                 with pytest.raises(StoreUnavailable):
                     issue(impatient)
-            conn.exec_driver_sql("ROLLBACK")
         (card,) = issue(impatient)
         assert impatient.first_use("https://ehr.example.org", "jti-1", T0 + timedelta(days=1))
     finally:
-        holder.dispose()
         impatient.close()
     assert connects == []
     assert card.uuid in {row["card_uuid"] for row in dump(migrated_url)["issued_card"]}
