@@ -64,7 +64,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from alembic import command
 from sqlalchemy import (
@@ -317,7 +317,7 @@ class Store:
         self._engine_: Engine | None = None
         self._engine_pid = 0
         self._next_jti_purge = 0.0
-        self._answer_sql: dict[str, _AnswerStatements] = {}
+        self._answer_sql: _AnswerStatements | None = None  # one URL, one dialect
         this = weakref.ref(self)
 
         def before_fork() -> None:
@@ -411,10 +411,7 @@ class Store:
         except StoreError:
             raise
         except Exception as exc:
-            failure = self._failure(action, exc)
-            if failure is exc:
-                raise
-            raise failure from exc
+            self._raise_failure(action, exc)
 
     def _insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
         return sqlite.insert(table) if self.backend == "sqlite" else postgresql.insert(table)
@@ -432,10 +429,7 @@ class Store:
             statements = self._answer_statements_for(engine)
             pooled = engine.raw_connection()
         except Exception as exc:
-            failure = self._failure(action, exc)
-            if failure is exc:
-                raise
-            raise failure from exc
+            self._raise_failure(action, exc)
         driver: Any = None
         cursor: Any = None
         reusable = True
@@ -459,10 +453,7 @@ class Store:
             reusable = _rolled_back(pooled) and not _disconnected(engine, exc, driver, cursor)
             if not isinstance(exc, Exception) or isinstance(exc, StoreError):
                 raise
-            failure = self._failure(action, exc)
-            if failure is exc:
-                raise
-            raise failure from exc
+            self._raise_failure(action, exc)
         finally:
             if cursor is not None:
                 with contextlib.suppress(Exception):
@@ -473,23 +464,22 @@ class Store:
                 pooled.invalidate()
 
     def _answer_statements_for(self, engine: Engine) -> _AnswerStatements:
-        statements = self._answer_sql.get(engine.dialect.name)
-        if statements is None:
-            statements = self._answer_sql[engine.dialect.name] = _answer_statements(engine)
-        return statements
+        if self._answer_sql is None:
+            self._answer_sql = _answer_statements(engine)
+        return self._answer_sql
 
-    def _failure(self, action: str, exc: Exception) -> Exception:
-        """``StoreUnavailable`` for "the database cannot be used now" (driver errors are classified as
+    def _raise_failure(self, action: str, exc: Exception) -> NoReturn:
+        """Raises ``StoreUnavailable`` for "the database cannot be used now" (driver errors classified as
         SQLAlchemy classifies them); anything else is a bug or bad data and is raised as it is."""
         error: BaseException = exc
         dbapi = self._engine_.dialect.loaded_dbapi if self._engine_ is not None else None
         if dbapi is not None and isinstance(exc, dbapi.Error):
             error = sa_exc.DBAPIError.instance(None, None, exc, dbapi.Error)
         if not _unavailable(error):
-            return exc
+            raise exc
         cause = getattr(error, "orig", None) or error
         reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        return StoreUnavailable(f"{action}: audit database unavailable ({short(reason, 200)})")
+        raise StoreUnavailable(f"{action}: audit database unavailable ({short(reason, 200)})") from exc
 
     def close(self) -> None:
         """Close this process's pooled connections (the store stays usable: it reconnects on demand)."""
